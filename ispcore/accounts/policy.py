@@ -1,0 +1,58 @@
+"""Who may write what. Visibility (visibility.py) decides which rows a user can reach at
+all; this table decides which of those rows each role may create, change or delete.
+Services re-check the finer rules (which node kind under which parent, which role a
+user may hand out) inside their transaction."""
+from __future__ import annotations
+
+from .roles import ManagerPermission as P
+from .roles import Role
+
+SELLERS = {Role.ADMIN, Role.RESELLER, Role.SUB_RESELLER}
+
+# model label -> action -> roles allowed; a (role, permission) pair means a manager holding it.
+WRITE_POLICY: dict[str, dict[str, set]] = {
+    "accounts.tenant": {"create": set(), "change": set(), "delete": set()},
+    "accounts.accountnode": {"create": SELLERS, "change": SELLERS, "delete": set()},
+    "accounts.user": {"create": SELLERS, "change": SELLERS, "delete": {Role.ADMIN}},
+    "catalog.package": {
+        "create": {Role.ADMIN, (Role.MANAGER, P.EDIT_PACKAGES)},
+        "change": {Role.ADMIN, (Role.MANAGER, P.EDIT_PACKAGES)},
+        "delete": {Role.ADMIN},
+    },
+    "catalog.pricelistentry": {"create": SELLERS, "change": SELLERS, "delete": SELLERS},
+    "subscribers.zone": {
+        "create": {Role.ADMIN, (Role.MANAGER, P.MANAGE_ZONES)},
+        "change": {Role.ADMIN, (Role.MANAGER, P.MANAGE_ZONES)},
+        "delete": {Role.ADMIN},
+    },
+    "subscribers.nas": {
+        "create": {Role.ADMIN, (Role.MANAGER, P.MANAGE_NAS)},
+        "change": {Role.ADMIN, (Role.MANAGER, P.MANAGE_NAS)},
+        "delete": {Role.ADMIN},
+    },
+    "subscribers.customer": {
+        "create": SELLERS | {(Role.MANAGER, P.CREATE_CUSTOMERS)},
+        "change": SELLERS | {(Role.MANAGER, P.EDIT_CUSTOMERS)},
+        "delete": set(),
+    },
+}
+
+# Roles a user of each role may hand out to new users.
+ASSIGNABLE_ROLES: dict[str, set[str]] = {
+    Role.SUPER_ADMIN: set(Role.values) - {Role.CUSTOMER},
+    Role.ADMIN: {Role.ADMIN, Role.RESELLER, Role.SUB_RESELLER, Role.MANAGER, Role.CARD_DISTRIBUTOR},
+    Role.RESELLER: {Role.SUB_RESELLER, Role.MANAGER, Role.CARD_DISTRIBUTOR},
+    Role.SUB_RESELLER: {Role.MANAGER, Role.CARD_DISTRIBUTOR},
+}
+
+
+def can_write(user, label: str, action: str) -> bool:
+    """May `user` perform `action` ('create', 'change', 'delete') on model `label` at all?"""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    if user.role == Role.SUPER_ADMIN:
+        return True
+    allowed = WRITE_POLICY.get(label, {}).get(action, set())
+    if user.role in allowed:
+        return True
+    return any(isinstance(a, tuple) and a[0] == user.role and user.has_manager_permission(a[1]) for a in allowed)

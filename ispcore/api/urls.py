@@ -1,0 +1,26 @@
+from django.urls import include, path
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DefaultRouter
+
+from ispcore.accounts.api.views import NodeViewSet, TenantViewSet, UserViewSet, me
+from ispcore.billing.api.views import LedgerEntryViewSet, WalletViewSet
+from ispcore.catalog.api.views import PackageViewSet, PriceListEntryViewSet
+from ispcore.subscribers.api.views import CustomerViewSet, NasViewSet, ZoneViewSet
+
+router = DefaultRouter()
+router.register("tenants", TenantViewSet, basename="tenant")
+router.register("nodes", NodeViewSet, basename="node")
+router.register("users", UserViewSet, basename="user")
+router.register("packages", PackageViewSet, basename="package")
+router.register("price-list", PriceListEntryViewSet, basename="pricelistentry")
+router.register("zones", ZoneViewSet, basename="zone")
+router.register("nas", NasViewSet, basename="nas")
+router.register("customers", CustomerViewSet, basename="customer")
+router.register("wallets", WalletViewSet, basename="wallet")
+router.register("ledger", LedgerEntryViewSet, basename="ledgerentry")
+
+urlpatterns = [
+    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("me/", me, name="api-me"),
+    path("", include(router.urls)),
+]

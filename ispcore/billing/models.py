@@ -1,0 +1,140 @@
+"""The money core: wallets and an immutable double-entry ledger.
+
+A wallet's `balance` is a cache of the sum of its entries, changed only by
+`services.post_transaction` under a row lock in the same transaction as the entries;
+`manage.py rebuild_balances --check` proves the cache against the ledger."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
+
+from ispcore.accounts.visibility import VisibleQuerySet
+from ispcore.core.money import MoneyField
+
+
+class Wallet(models.Model):
+    """A balance owned by exactly one of: an account node, a customer, or the tenant
+    itself (a system account such as revenue or cash in hand).
+
+    The database refuses a balance below `-credit_limit` unless the wallet is
+    `unbounded` (system accounts): a prepaid wallet (limit 0) never goes negative,
+    a postpaid one never past its limit."""
+
+    class SystemCode(models.TextChoices):
+        REVENUE = "revenue", _("ISP income")
+        CASH = "cash", _("Cash in hand")
+        GATEWAY = "gateway", _("Online payments clearing")
+        ADJUSTMENT = "adjustment", _("Adjustments and opening balances")
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="wallets")
+    node = models.OneToOneField(
+        "accounts.AccountNode", null=True, blank=True, on_delete=models.PROTECT, related_name="wallet"
+    )
+    customer = models.OneToOneField(
+        "subscribers.Customer", null=True, blank=True, on_delete=models.PROTECT, related_name="wallet"
+    )
+    system_code = models.CharField(max_length=32, blank=True, default="")
+    balance = MoneyField(default=Decimal("0"))
+    credit_limit = MoneyField(default=Decimal("0"))
+    unbounded = models.BooleanField(default=False)
+    currency = models.CharField(max_length=3, default="BDT")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = VisibleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(unbounded=True) | Q(balance__gte=-F("credit_limit")),
+                name="wallet_balance_within_credit_limit",
+            ),
+            models.CheckConstraint(condition=Q(credit_limit__gte=0), name="wallet_credit_limit_not_negative"),
+            models.CheckConstraint(
+                condition=(
+                    Q(node__isnull=False, customer__isnull=True, system_code="")
+                    | Q(node__isnull=True, customer__isnull=False, system_code="")
+                    | Q(node__isnull=True, customer__isnull=True) & ~Q(system_code="")
+                ),
+                name="wallet_has_exactly_one_owner",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "system_code"], condition=~Q(system_code=""), name="one_system_wallet_per_code"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Wallet#{self.pk} {self.owner_label}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            from .locks import assert_locked
+
+            assert_locked(self)
+        super().save(*args, **kwargs)
+
+    @property
+    def owner_label(self) -> str:
+        if self.node_id:
+            return f"node:{self.node_id}"
+        if self.customer_id:
+            return f"customer:{self.customer_id}"
+        return f"system:{self.system_code}"
+
+    @property
+    def available(self) -> Decimal | None:
+        """What can still be spent; None for unbounded system accounts."""
+        return None if self.unbounded else self.balance + self.credit_limit
+
+
+class LedgerTransaction(models.Model):
+    """One business event that moves money; its entries sum to zero. The idempotency key
+    is unique: posting the same event twice returns the first transaction."""
+
+    tenant = models.ForeignKey("accounts.Tenant", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=32, db_index=True)
+    memo = models.CharField(max_length=255, blank=True, default="")
+    reference = models.CharField(max_length=120, blank=True, default="")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.idempotency_key}"
+
+
+class LedgerEntry(models.Model):
+    """One leg of a transaction on one wallet: positive credits it, negative debits it.
+    Entries are never updated or deleted (enforced here and, on PostgreSQL, by a trigger)."""
+
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
+    amount = MoneyField()
+    balance_after = MoneyField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = VisibleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "ledger entries"
+        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="ledger_entry_not_zero")]
+        indexes = [models.Index(fields=["wallet", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.amount} on wallet {self.wallet_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("ledger entries are immutable; post a correcting transaction instead")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("ledger entries are immutable; post a correcting transaction instead")

@@ -1,0 +1,183 @@
+"""The only code that writes money.
+
+`post_transaction` is the one way a balance changes: it validates the legs, locks the
+wallets, refuses a posting that would break a wallet's floor, writes the transaction
+and its entries and the new balances together, and is idempotent by key."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+
+from ispcore.core import audit
+from ispcore.core.money import to_money
+
+from .locks import lock_wallets
+from .models import LedgerEntry, LedgerTransaction, Wallet
+
+
+class LedgerError(Exception):
+    """A posting that was refused; nothing was written."""
+
+
+class UnbalancedTransaction(LedgerError):
+    pass
+
+
+class InsufficientFunds(LedgerError):
+    def __init__(self, wallet: Wallet, needed: Decimal, available: Decimal):
+        self.wallet, self.needed, self.available = wallet, needed, available
+        super().__init__(f"wallet {wallet.pk} ({wallet.owner_label}) has {available} available, {needed} needed")
+
+
+class IdempotencyConflict(LedgerError):
+    """The key was already used for a different posting."""
+
+
+def open_wallet(*, tenant, node=None, customer=None, system_code: str = "", credit_limit: Decimal | int | str = 0) -> Wallet:
+    """Create (or return) the wallet of a node, a customer or a tenant system account."""
+    unbounded = bool(system_code)
+    defaults = {"credit_limit": to_money(credit_limit), "unbounded": unbounded, "currency": tenant.currency}
+    if node is not None:
+        wallet, _ = Wallet.objects.get_or_create(tenant=tenant, node=node, defaults=defaults)
+    elif customer is not None:
+        wallet, _ = Wallet.objects.get_or_create(tenant=tenant, customer=customer, defaults=defaults)
+    else:
+        wallet, _ = Wallet.objects.get_or_create(tenant=tenant, system_code=system_code, defaults=defaults)
+    return wallet
+
+
+def open_system_wallets(tenant) -> dict[str, Wallet]:
+    return {code: open_wallet(tenant=tenant, system_code=code) for code in Wallet.SystemCode.values}
+
+
+def system_wallet(tenant, code: str) -> Wallet:
+    return Wallet.objects.get(tenant=tenant, system_code=code)
+
+
+def set_credit_limit(wallet: Wallet, limit: Decimal | int | str, *, actor) -> Wallet:
+    """Change a postpaid wallet's credit limit; refused if the balance would already be past it."""
+    limit = to_money(limit)
+    if limit < 0:
+        raise LedgerError("a credit limit cannot be negative")
+    with transaction.atomic():
+        locked = lock_wallets([wallet.pk])[wallet.pk]
+        if not locked.unbounded and locked.balance < -limit:
+            raise LedgerError(f"the balance {locked.balance} is already below -{limit}")
+        old = locked.credit_limit
+        locked.credit_limit = limit
+        locked.save(update_fields=["credit_limit", "updated_at"])
+        audit.record("wallet.credit_limit", locked, actor=actor, old=str(old), new=str(limit))
+    return locked
+
+
+def _legs_match(txn: LedgerTransaction, legs: list[tuple[int, Decimal]]) -> bool:
+    stored = sorted((e.wallet_id, e.amount) for e in txn.entries.all())
+    return stored == sorted(legs)
+
+
+def post_transaction(
+    *,
+    legs: Sequence[tuple[Wallet | int, Decimal | int | str]],
+    kind: str,
+    idempotency_key: str,
+    actor=None,
+    memo: str = "",
+    reference: str = "",
+) -> LedgerTransaction:
+    """Post a balanced transaction atomically and idempotently.
+
+    `legs` are (wallet, amount) pairs: a positive amount credits the wallet, a
+    negative one debits it, and they must sum to zero. Posting the same key again
+    returns the first transaction (with `.replayed = True`) and writes nothing;
+    the same key with different legs raises IdempotencyConflict."""
+    if not idempotency_key:
+        raise LedgerError("an idempotency key is required")
+    norm: list[tuple[int, Decimal]] = []
+    for wallet, amount in legs:
+        value = to_money(amount)
+        if value == 0:
+            raise LedgerError("a ledger entry cannot be zero")
+        norm.append((wallet if isinstance(wallet, int) else wallet.pk, value))
+    if len(norm) < 2:
+        raise UnbalancedTransaction("a transaction needs at least two legs")
+    total = sum((a for _, a in norm), Decimal("0"))
+    if total != 0:
+        raise UnbalancedTransaction(f"legs sum to {total}, not zero")
+
+    with transaction.atomic():
+        wallets = lock_wallets(w for w, _ in norm)
+        # Checked after the locks: a concurrent poster of the same key has committed by now.
+        existing = LedgerTransaction.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            if not _legs_match(existing, norm):
+                raise IdempotencyConflict(f"key {idempotency_key!r} was used for a different posting")
+            existing.replayed = True
+            return existing
+        tenants = {w.tenant_id for w in wallets.values()}
+        if len(tenants) != 1:
+            raise LedgerError("a transaction cannot cross tenants")
+        balances = {wid: w.balance for wid, w in wallets.items()}
+        for wid, amount in norm:
+            balances[wid] += amount
+        for wid, new_balance in balances.items():
+            w = wallets[wid]
+            if not w.unbounded and new_balance < -w.credit_limit:
+                raise InsufficientFunds(w, needed=w.balance - new_balance, available=w.balance + w.credit_limit)
+        try:
+            with transaction.atomic():
+                txn = LedgerTransaction.objects.create(
+                    tenant_id=tenants.pop(), idempotency_key=idempotency_key, kind=kind,
+                    memo=memo[:255], reference=reference[:120], actor=actor if getattr(actor, "pk", None) else None,
+                )
+        except IntegrityError:
+            raise IdempotencyConflict(f"key {idempotency_key!r} is being posted concurrently with other legs") from None
+        running = {wid: w.balance for wid, w in wallets.items()}
+        entries = []
+        for wid, amount in norm:
+            running[wid] += amount
+            entries.append(LedgerEntry(transaction=txn, wallet_id=wid, amount=amount, balance_after=running[wid]))
+        LedgerEntry.objects.bulk_create(entries)
+        for wid, w in wallets.items():
+            w.balance = balances[wid]
+            w.save(update_fields=["balance", "updated_at"])
+        audit.record("ledger.post", txn, actor=actor, tenant_id=txn.tenant_id, kind=kind, legs=[[w, str(a)] for w, a in norm])
+    txn.replayed = False
+    return txn
+
+
+def ledger_differences(tenant_id: int | None = None) -> dict:
+    """Compare every wallet's stored balance with the sum of its entries, and every
+    transaction's entries with zero. Returns {'wallets': [...], 'transactions': [...]}."""
+    wallets = Wallet.objects.all()
+    entries = LedgerEntry.objects.all()
+    if tenant_id is not None:
+        wallets = wallets.filter(tenant_id=tenant_id)
+        entries = entries.filter(wallet__tenant_id=tenant_id)
+    sums = {row["wallet_id"]: row["total"] for row in entries.values("wallet_id").annotate(total=Sum("amount"))}
+    wallet_diffs = []
+    for wid, stored in wallets.values_list("id", "balance").iterator(chunk_size=5000):
+        expected = sums.get(wid) or Decimal("0.00")
+        if stored != expected:
+            wallet_diffs.append({"wallet": wid, "stored": stored, "ledger": expected, "difference": stored - expected})
+    unbalanced = [
+        {"transaction": row["transaction_id"], "sum": row["total"]}
+        for row in entries.values("transaction_id").annotate(total=Sum("amount")).exclude(total=0)
+    ]
+    return {"wallets": wallet_diffs, "transactions": unbalanced}
+
+
+def repair_balances(wallet_ids: list[int], *, actor=None) -> int:
+    """Set each wallet's balance to the sum of its entries, under lock; returns how many changed."""
+    changed = 0
+    with transaction.atomic():
+        for w in lock_wallets(wallet_ids).values():
+            expected = w.entries.aggregate(total=Sum("amount"))["total"] or Decimal("0.00")
+            if w.balance != expected:
+                audit.record("wallet.rebuild", w, actor=actor, old=str(w.balance), new=str(expected))
+                w.balance = expected
+                w.save(update_fields=["balance", "updated_at"])
+                changed += 1
+    return changed

@@ -1,0 +1,105 @@
+"""A small two-tenant world with two branches per tenant, built through the services.
+
+Tenant A:  rootA ─┬─ r1 ─┬─ s1          Tenant B: rootB ── rB1
+                  │      └─ d1 (distributor)
+                  └─ r2 ─┬─ s2
+                         └─ d2
+Every object has a name; the authorization matrix states its expectations in names."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.utils import timezone
+
+from ispcore.accounts import services as accounts
+from ispcore.accounts.models import User
+from ispcore.accounts.roles import ManagerPermission, NodeKind, Role
+from ispcore.billing.services import open_wallet, post_transaction, system_wallet
+from ispcore.catalog import services as catalog
+from ispcore.subscribers import services as subscribers
+
+PASSWORD = "Matrix-Pass-2026"
+ALL_PERMS = list(ManagerPermission.values)
+
+
+class World(dict):
+    """name -> object; `.ids(kind, names)` maps names to primary keys."""
+
+    def pk(self, name: str) -> int:
+        return self[name].pk
+
+
+def build_world() -> World:
+    w = World()
+    su = User(username="super", role=Role.SUPER_ADMIN, is_staff=True, is_superuser=True)
+    su.set_password(PASSWORD)
+    su.save()
+    w["u:super"] = su
+    expires = timezone.now() + timedelta(days=30)
+    for t in ("A", "B"):
+        tenant = accounts.create_tenant(actor=su, name=f"ISP {t}", slug=f"isp-{t.lower()}")
+        w[f"tenant:{t}"] = tenant
+        root = tenant.root_node
+        w[f"node:root{t}"] = root
+        w[f"u:admin{t}"] = accounts.create_user(actor=su, username=f"admin{t}", password=PASSWORD, role=Role.ADMIN, node=root)
+        w[f"zone:{t}"] = subscribers.create_zone(actor=su, tenant=tenant, name=f"Zone {t}")
+        w[f"nas:{t}"] = subscribers.create_nas(actor=su, tenant=tenant, name=f"NAS {t}",
+                                               ip_address=f"192.0.2.{1 if t == 'A' else 2}", secret="secret123")
+        for code in ("revenue", "cash", "gateway", "adjustment"):
+            w[f"wallet:sys{t}:{code}"] = system_wallet(tenant, code)
+        w[f"wallet:root{t}"] = open_wallet(tenant=tenant, node=root)
+    su_a = w["u:adminA"]
+    su_b = w["u:adminB"]
+    rootA, rootB = w["node:rootA"], w["node:rootB"]
+    mk = accounts.create_node
+    w["node:r1"] = mk(actor=su_a, parent=rootA, kind=NodeKind.RESELLER, name="R1")
+    w["node:r2"] = mk(actor=su_a, parent=rootA, kind=NodeKind.RESELLER, name="R2", billing_mode="postpaid",
+                      credit_limit=Decimal("1000"))
+    w["node:s1"] = mk(actor=su_a, parent=w["node:r1"], kind=NodeKind.SUB_RESELLER, name="S1")
+    w["node:s2"] = mk(actor=su_a, parent=w["node:r2"], kind=NodeKind.SUB_RESELLER, name="S2")
+    w["node:d1"] = mk(actor=su_a, parent=w["node:r1"], kind=NodeKind.CARD_DISTRIBUTOR, name="D1")
+    w["node:d2"] = mk(actor=su_a, parent=w["node:r2"], kind=NodeKind.CARD_DISTRIBUTOR, name="D2")
+    w["node:rB1"] = mk(actor=su_b, parent=rootB, kind=NodeKind.RESELLER, name="RB1")
+    users = {
+        "r1": (Role.RESELLER, "node:r1", None), "r2": (Role.RESELLER, "node:r2", None),
+        "s1": (Role.SUB_RESELLER, "node:s1", None), "s2": (Role.SUB_RESELLER, "node:s2", None),
+        "m1": (Role.MANAGER, "node:r1", ALL_PERMS), "m2": (Role.MANAGER, "node:r2", ALL_PERMS),
+        "m0": (Role.MANAGER, "node:r1", []),
+        "d1": (Role.CARD_DISTRIBUTOR, "node:d1", None), "d2": (Role.CARD_DISTRIBUTOR, "node:d2", None),
+        "rB1": (Role.RESELLER, "node:rB1", None),
+    }
+    for name, (role, node, perms) in users.items():
+        actor = su_b if name == "rB1" else su_a
+        w[f"u:{name}"] = accounts.create_user(actor=actor, username=name, password=PASSWORD, role=role, node=w[node],
+                                              permissions=perms)
+    for name, tenant, price in (("A1", "A", "500"), ("A2", "A", "600"), ("A3", "A", "700"), ("B1", "B", "500")):
+        w[f"pkg:{name}"] = catalog.create_package(actor=su, tenant=w[f"tenant:{tenant}"], name=f"Package {name}",
+                                                  billing_mode="monthly", price=Decimal(price),
+                                                  upload_kbps=5120, download_kbps=5120, customer_types=["pppoe"])
+    prices = {"r1": "A1", "s1": "A1", "r2": "A2", "s2": "A2", "rB1": "B1"}
+    for node, pkg in prices.items():
+        w[f"price:{node}"] = catalog.set_price(actor=su, node=w[f"node:{node}"], package=w[f"pkg:{pkg}"],
+                                               node_price=Decimal("300"), customer_price=Decimal("500"))
+    customers = {"rootA": ("A", "A3"), "r1": ("A", "A1"), "s1": ("A", "A1"), "r2": ("A", "A2"), "s2": ("A", "A2"),
+                 "rB1": ("B", "B1")}
+    for i, (node, (t, pkg)) in enumerate(customers.items()):
+        w[f"cust:{node}"] = subscribers.create_customer(
+            actor=su, tenant=w[f"tenant:{t}"], node=w[f"node:{node}"], username=f"cust-{node}", password="cpass1",
+            customer_type="pppoe", full_name=f"Customer {node}", mobile=f"0171{i:07d}", package=w[f"pkg:{pkg}"],
+            expires_at=expires,
+        )
+    for c in ("r1", "r2"):
+        w[f"u:c{c[-1]}"] = subscribers.enable_portal_login(w[f"cust:{c}"], actor=su, password=PASSWORD)
+    for name in ("node:r1", "node:r2", "node:s1", "node:s2", "node:d1", "node:d2", "node:rB1"):
+        w[f"wallet:{name[5:]}"] = open_wallet(tenant=w[name].tenant, node=w[name])
+    for name in ("rootA", "r1", "s1", "r2", "s2", "rB1"):
+        w[f"wallet:cust:{name}"] = open_wallet(tenant=w[f"cust:{name}"].tenant, customer=w[f"cust:{name}"])
+    for target in ("r1", "s1", "r2", "d1", "cust:r1", "cust:s2", "rB1"):
+        wallet = w[f"wallet:{target}"]
+        adj = w[f"wallet:sys{'B' if target == 'rB1' else 'A'}:adjustment"]
+        post_transaction(legs=[(adj, Decimal("-100")), (wallet, Decimal("100"))], kind="topup",
+                         idempotency_key=f"world:{target}", actor=su)
+    for u in User.objects.all():
+        w[f"u:{u.username}"] = u
+    return w
