@@ -7,6 +7,8 @@ import pytest
 def pytest_configure(config):
     from django.conf import settings
 
+    # Real password hashing costs ~0.3 s a user; the tests create hundreds.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     engine = settings.DATABASES["default"]["ENGINE"]
     if os.environ.get("CI") or os.environ.get("REQUIRE_POSTGRES", "1") == "1":
         if not engine.endswith("postgresql"):
