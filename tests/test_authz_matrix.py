@@ -279,3 +279,23 @@ def test_no_write_outside_scope_or_grant(world, endpoint, actor):
         response = client.delete(f"/api/v1/{endpoint}/{pk}/")
         assert response.status_code in (403, 404, 405), (actor, endpoint, pk, response.status_code)
         assert _snapshot() == before
+
+
+def test_the_matrix_covers_every_api_endpoint():
+    """A new endpoint must be added to the matrix: list every route under /api/v1/."""
+    from django.urls import get_resolver
+
+    def walk(patterns, prefix=""):
+        for p in patterns:
+            route = prefix + str(p.pattern)
+            if hasattr(p, "url_patterns"):
+                yield from walk(p.url_patterns, route)
+            else:
+                yield route
+
+    routes = {r for r in walk(get_resolver().url_patterns) if r.startswith("api/v1/")}
+    collections = {r[len("api/v1/"):].replace("^", "").replace("$", "").rstrip("/")
+                   for r in routes if r.endswith("/$") and "<pk>" not in r}
+    assert {"customers", "wallets"} <= collections
+    not_in_matrix = collections - set(ENDPOINTS)
+    assert not not_in_matrix, f"endpoints missing from the authorization matrix: {sorted(not_in_matrix)}"
