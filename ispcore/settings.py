@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "ispcore.catalog",
     "ispcore.subscribers",
     "ispcore.billing",
+    "ispcore.cards",
     "radius",
     "mikrotik",
     "ipam",
@@ -172,6 +173,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # The schedule lives in code so it is reviewed and versioned; per-tenant times
 # ("00:05 on the 1st in the tenant's zone") are decided inside the tasks.
 CELERY_BEAT_SCHEDULE = {
+    "expire-due-customers": {"task": "subscribers.expire_due", "schedule": 60.0},
+    "expiry-warnings": {"task": "subscribers.send_expiry_warnings", "schedule": 300.0},
+    "monthly-billing": {"task": "billing.monthly_billing_tick", "schedule": 300.0},
+    "suspend-overdue": {"task": "billing.suspend_overdue", "schedule": crontab(minute=10)},
     "ledger-consistency-check": {
         "task": "billing.check_ledger_consistency",
         "schedule": crontab(minute=17, hour=3),

@@ -23,9 +23,9 @@ ACTORS = ["super", "adminA", "adminB", "r1", "r2", "rB1", "s1", "s2", "m1", "m2"
 A_NODES = ["rootA", "r1", "r2", "s1", "s2", "d1", "d2"]
 A_USERS = ["adminA", "r1", "r2", "s1", "s2", "m1", "m2", "m0", "d1", "d2", "c1", "c2"]
 A_CUSTOMERS = ["rootA", "r1", "s1", "r2", "s2"]
-A_WALLETS = ["rootA", "r1", "r2", "s1", "s2", "d1", "d2", "sysA:revenue", "sysA:cash", "sysA:gateway",
+A_WALLETS = ["rootA", "r1", "r2", "s1", "s2", "d1", "d2", "sysA:revenue", "sysA:vat", "sysA:cash", "sysA:gateway",
              "sysA:adjustment", "cust:rootA", "cust:r1", "cust:s1", "cust:r2", "cust:s2"]
-B_WALLETS = ["rootB", "rB1", "sysB:revenue", "sysB:cash", "sysB:gateway", "sysB:adjustment", "cust:rB1"]
+B_WALLETS = ["rootB", "rB1", "sysB:revenue", "sysB:vat", "sysB:cash", "sysB:gateway", "sysB:adjustment", "cust:rB1"]
 
 R1_WALLETS = ["r1", "s1", "d1", "cust:r1", "cust:s1"]
 R2_WALLETS = ["r2", "s2", "d2", "cust:r2", "cust:s2"]

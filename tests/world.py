@@ -46,7 +46,7 @@ def build_world() -> World:
         w[f"zone:{t}"] = subscribers.create_zone(actor=su, tenant=tenant, name=f"Zone {t}")
         w[f"nas:{t}"] = subscribers.create_nas(actor=su, tenant=tenant, name=f"NAS {t}",
                                                ip_address=f"192.0.2.{1 if t == 'A' else 2}", secret="secret123")
-        for code in ("revenue", "cash", "gateway", "adjustment"):
+        for code in ("revenue", "vat", "cash", "gateway", "adjustment"):
             w[f"wallet:sys{t}:{code}"] = system_wallet(tenant, code)
         w[f"wallet:root{t}"] = open_wallet(tenant=tenant, node=root)
     su_a = w["u:adminA"]

@@ -22,6 +22,10 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(_("%(value)s is not a time zone such as Asia/Dhaka."), params={"value": value}) from None
 
 
+def default_warning_hours() -> list[int]:
+    return [72, 24]
+
+
 class Tenant(models.Model):
     """An ISP on the platform. Its timezone decides 'the 1st of the month' and 'expires today'."""
 
@@ -36,6 +40,14 @@ class Tenant(models.Model):
     # Filled by the SMS module (default region, sender ids, quiet hours, ...).
     sms_settings = models.JSONField(default=dict, blank=True)
     phone_region = models.CharField(max_length=2, default="BD", help_text=_("Default region for mobile numbers."))
+    # Billing policy, in the tenant's own time zone.
+    expiry_warning_hours = models.JSONField(
+        default=default_warning_hours, blank=True, help_text=_("Warn customers this many hours before expiry.")
+    )
+    invoice_due_days = models.PositiveSmallIntegerField(default=10, help_text=_("Days after issue an invoice is due."))
+    suspend_after_days = models.PositiveSmallIntegerField(
+        default=7, help_text=_("Suspend monthly customers this many days after an unpaid invoice's due date.")
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

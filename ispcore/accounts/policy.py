@@ -35,6 +35,27 @@ WRITE_POLICY: dict[str, dict[str, set]] = {
         "change": SELLERS | {(Role.MANAGER, P.EDIT_CUSTOMERS)},
         "delete": set(),
     },
+    # IPAM: the admin and managers with "manage_nas"; assignments are created (assigned) and
+    # deleted (released), never edited.
+    "ipam.prefix": {
+        "create": {Role.ADMIN, (Role.MANAGER, P.MANAGE_NAS)},
+        "change": {Role.ADMIN, (Role.MANAGER, P.MANAGE_NAS)},
+        "delete": {Role.ADMIN, (Role.MANAGER, P.MANAGE_NAS)},
+    },
+    "ipam.reservation": {
+        "create": {Role.ADMIN, (Role.MANAGER, P.MANAGE_NAS)},
+        "change": {Role.ADMIN, (Role.MANAGER, P.MANAGE_NAS)},
+        "delete": {Role.ADMIN, (Role.MANAGER, P.MANAGE_NAS)},
+    },
+    "ipam.assignment": {
+        "create": {Role.ADMIN, (Role.MANAGER, P.MANAGE_NAS)},
+        "change": set(),
+        "delete": {Role.ADMIN, (Role.MANAGER, P.MANAGE_NAS)},
+    },
+    # Recharge cards: the selling roles generate, issue, sell, void and download batches and
+    # void cards (services re-check the issuer's subtree); nothing is ever deleted.
+    "cards.cardbatch": {"create": SELLERS, "change": SELLERS, "delete": set()},
+    "cards.rechargecard": {"create": set(), "change": SELLERS, "delete": set()},
 }
 
 # Roles a user of each role may hand out to new users.

@@ -86,9 +86,35 @@ RULES: dict[str, Rule] = {
         tenant="tenant", nodes=("node", "customer__node"), customer="customer",
         distributor=("node",), manager_perm=P.VIEW_LEDGER,
     ),
+    "billing.packagesale": Rule(tenant="tenant", nodes=("node",), customer="customer", manager_perm=P.VIEW_CUSTOMERS),
+    "billing.invoice": Rule(tenant="tenant", nodes=("customer__node",), customer="customer",
+                            manager_perm=P.VIEW_CUSTOMERS),
+    "billing.payment": Rule(tenant="tenant", nodes=("customer__node",), customer="customer",
+                            manager_perm=P.VIEW_CUSTOMERS),
     "billing.ledgerentry": Rule(
         tenant="wallet__tenant", nodes=("wallet__node", "wallet__customer__node"),
         customer="wallet__customer", distributor=("wallet__node",), manager_perm=P.VIEW_LEDGER,
+    ),
+    # IPAM is the ISP's infrastructure: the admin and managers allowed to manage routers see
+    # the tenant's prefixes and reservations; resellers, sub-resellers, card distributors and
+    # customers see none.
+    "ipam.prefix": Rule(tenant="tenant", tenant_wide=frozenset({Role.MANAGER}), manager_perm=P.MANAGE_NAS),
+    "ipam.reservation": Rule(tenant="tenant", tenant_wide=frozenset({Role.MANAGER}), manager_perm=P.MANAGE_NAS),
+    # Assignments: the same, plus resellers/sub-resellers see those of their subtree's customers
+    # and a customer its own; router-interface assignments (no customer) stay infrastructure.
+    "ipam.assignment": Rule(
+        tenant="tenant", nodes=("customer__node",), customer="customer",
+        tenant_wide=frozenset({Role.MANAGER}), manager_perm=P.MANAGE_NAS,
+    ),
+    # Recharge cards: the issuer's subtree sees its batches and cards (managers need the
+    # ledger permission); a card distributor sees the batches sold/issued to it and their
+    # cards; a customer sees the cards it redeemed.
+    "cards.cardbatch": Rule(
+        tenant="tenant", nodes=("issuer",), distributor=("distributor",), manager_perm=P.VIEW_LEDGER,
+    ),
+    "cards.rechargecard": Rule(
+        tenant="tenant", nodes=("batch__issuer",), customer="used_by", distributor=("batch__distributor",),
+        manager_perm=P.VIEW_LEDGER,
     ),
 }
 

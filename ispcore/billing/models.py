@@ -26,6 +26,7 @@ class Wallet(models.Model):
 
     class SystemCode(models.TextChoices):
         REVENUE = "revenue", _("ISP income")
+        VAT = "vat", _("VAT payable")
         CASH = "cash", _("Cash in hand")
         GATEWAY = "gateway", _("Online payments clearing")
         ADJUSTMENT = "adjustment", _("Adjustments and opening balances")
@@ -138,3 +139,148 @@ class LedgerEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("ledger entries are immutable; post a correcting transaction instead")
+
+
+class PackageSale(models.Model):
+    """One sale of a package to a customer: who paid, what it cost at each level (in the
+    ledger transaction), and how the expiry moved. Unique per idempotency key, so a
+    retried purchase neither charges nor extends twice."""
+
+    class Payer(models.TextChoices):
+        CUSTOMER = "customer", _("Customer's balance")
+        NODE = "node", _("Seller's balance")
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
+    customer = models.ForeignKey("subscribers.Customer", on_delete=models.PROTECT, related_name="sales")
+    package = models.ForeignKey("catalog.Package", on_delete=models.PROTECT, related_name="sales")
+    node = models.ForeignKey("accounts.AccountNode", on_delete=models.PROTECT, related_name="sales")
+    payer = models.CharField(max_length=10, choices=Payer.choices)
+    price = MoneyField()
+    transaction = models.OneToOneField(LedgerTransaction, null=True, blank=True, on_delete=models.PROTECT,
+                                       related_name="sale")
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    previous_expiry = models.DateTimeField(null=True, blank=True)
+    new_expiry = models.DateTimeField()
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = VisibleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.package} to {self.customer} ({self.price})"
+
+
+class Invoice(models.Model):
+    """A monthly bill. One per customer and period (the constraint makes the monthly run
+    idempotent); `total` is what this invoice charges, `previous_due` is informational."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        PAID = "paid", _("Paid")
+        VOID = "void", _("Void")
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="invoices")
+    customer = models.ForeignKey("subscribers.Customer", on_delete=models.PROTECT, related_name="invoices")
+    number = models.CharField(max_length=40)
+    period = models.DateField(help_text=_("First day of the month billed."))
+    issued_at = models.DateTimeField()
+    due_date = models.DateField()
+    subtotal = MoneyField()
+    discount = MoneyField(default=Decimal("0"))
+    vat_percent = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("0"))
+    vat = MoneyField(default=Decimal("0"))
+    total = MoneyField()
+    previous_due = MoneyField(default=Decimal("0"))
+    paid = MoneyField(default=Decimal("0"))
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN, db_index=True)
+    transaction = models.OneToOneField(LedgerTransaction, null=True, blank=True, on_delete=models.PROTECT,
+                                       related_name="invoice")
+    run = models.ForeignKey("core.JobRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    objects = VisibleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-period", "customer_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "period"], name="one_invoice_per_customer_month"),
+            models.UniqueConstraint(fields=["tenant", "number"], name="invoice_number_unique"),
+            models.CheckConstraint(condition=Q(paid__gte=0) & Q(paid__lte=F("total")), name="invoice_paid_in_range"),
+        ]
+        indexes = [models.Index(fields=["tenant", "status", "due_date"])]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def outstanding(self) -> Decimal:
+        return self.total - self.paid
+
+
+class InvoiceLine(models.Model):
+    """One charge on an invoice (a month of a package, a prorated part month, a discount)."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    description = models.CharField(max_length=200)
+    quantity = models.DecimalField(max_digits=8, decimal_places=4, default=Decimal("1"))
+    unit_price = MoneyField()
+    amount = MoneyField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.description}: {self.amount}"
+
+
+class Payment(models.Model):
+    """Money received from a customer. Cash stays 'held' by the collector until deposited."""
+
+    class Method(models.TextChoices):
+        CASH = "cash", _("Cash")
+        ONLINE = "online", _("Online gateway")
+        BKASH = "bkash", _("bKash")
+        SEND_MONEY = "send_money", _("Send money (bKash/Nagad)")
+        CARD = "card", _("Recharge card")
+        ADJUSTMENT = "adjustment", _("Adjustment")
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="payments")
+    customer = models.ForeignKey("subscribers.Customer", on_delete=models.PROTECT, related_name="payments")
+    amount = MoneyField()
+    method = models.CharField(max_length=12, choices=Method.choices)
+    receipt_number = models.CharField(max_length=40)
+    reference = models.CharField(max_length=120, blank=True, default="", help_text=_("Gateway or send-money trx id."))
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, related_name="payment")
+    collected_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="collected_payments")
+    deposited_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = VisibleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_positive"),
+            models.UniqueConstraint(fields=["tenant", "receipt_number"], name="receipt_number_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.receipt_number}: {self.amount}"
+
+
+class InvoicePayment(models.Model):
+    """How much of a payment settled which invoice (oldest first)."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    amount = MoneyField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.amount} of {self.payment} to {self.invoice}"

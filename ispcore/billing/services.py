@@ -86,13 +86,16 @@ def post_transaction(
     actor=None,
     memo: str = "",
     reference: str = "",
+    must_cover: Sequence[Wallet | int] = (),
 ) -> LedgerTransaction:
     """Post a balanced transaction atomically and idempotently.
 
     `legs` are (wallet, amount) pairs: a positive amount credits the wallet, a
     negative one debits it, and they must sum to zero. Posting the same key again
     returns the first transaction (with `.replayed = True`) and writes nothing;
-    the same key with different legs raises IdempotencyConflict."""
+    the same key with different legs raises IdempotencyConflict. Wallets in `must_cover`
+    must stay above their floor even if they are unbounded (a monthly customer may owe
+    bills, but may not buy on credit)."""
     if not idempotency_key:
         raise LedgerError("an idempotency key is required")
     norm: list[tuple[int, Decimal]] = []
@@ -122,9 +125,11 @@ def post_transaction(
         balances = {wid: w.balance for wid, w in wallets.items()}
         for wid, amount in norm:
             balances[wid] += amount
+        covering = {w if isinstance(w, int) else w.pk for w in must_cover}
         for wid, new_balance in balances.items():
             w = wallets[wid]
-            if not w.unbounded and new_balance < -w.credit_limit:
+            bounded = not w.unbounded or wid in covering
+            if bounded and new_balance < -w.credit_limit and new_balance < w.balance:
                 raise InsufficientFunds(w, needed=w.balance - new_balance, available=w.balance + w.credit_limit)
         try:
             with transaction.atomic():

@@ -19,3 +19,17 @@ def check_ledger_consistency() -> int:
     run.finished_at = timezone.now()
     run.save()
     return problems
+
+
+@shared_task(name="billing.monthly_billing_tick")
+def monthly_billing_tick() -> list[str]:
+    from .invoicing import monthly_billing_tick as tick
+
+    return tick()
+
+
+@shared_task(name="billing.suspend_overdue")
+def suspend_overdue() -> int:
+    from .invoicing import suspend_overdue as run
+
+    return run()

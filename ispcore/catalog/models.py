@@ -53,6 +53,7 @@ class Package(models.Model):
     priority = models.PositiveSmallIntegerField(default=8)
     data_quota_mb = models.PositiveBigIntegerField(null=True, blank=True)
     time_quota_minutes = models.PositiveIntegerField(null=True, blank=True)
+    grace_minutes = models.PositiveIntegerField(default=0, help_text=_("Minutes of service kept after expiry."))
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -73,6 +74,14 @@ class Package(models.Model):
     @property
     def customer_types(self) -> list[str]:
         return [t for t in CUSTOMER_TYPES if getattr(self, f"for_{t}")]
+
+    def validity_delta(self):
+        """How long one purchase lasts."""
+        from datetime import timedelta
+
+        if self.billing_mode == self.BillingMode.PREPAID_HOURS:
+            return timedelta(hours=self.validity)
+        return timedelta(days=self.validity)
 
     def serves(self, customer_type: str) -> bool:
         return bool(getattr(self, f"for_{customer_type}", False))

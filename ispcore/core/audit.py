@@ -5,7 +5,7 @@ from typing import Any
 
 from django.db import models
 
-from .models import AuditEvent
+from .models import AuditEvent, OutboxEvent
 
 
 def record(action: str, obj: models.Model, *, actor=None, tenant_id: int | None = None, **data: Any) -> AuditEvent:
@@ -19,4 +19,14 @@ def record(action: str, obj: models.Model, *, actor=None, tenant_id: int | None 
         object_type=obj._meta.label_lower,
         object_id=str(obj.pk),
         data={k: (str(v) if not isinstance(v, (int, bool, str, type(None), list, dict)) else v) for k, v in data.items()},
+    )
+
+
+def emit(kind: str, *, tenant_id: int, customer_id: int | None = None, **payload: Any) -> OutboxEvent:
+    """Queue a business event (e.g. 'payment.received') for the SMS module. Call inside the
+    service's transaction: the event commits or rolls back with the change."""
+    return OutboxEvent.objects.create(
+        tenant_id=tenant_id, kind=kind, customer_id=customer_id,
+        payload={k: (str(v) if not isinstance(v, (int, bool, str, type(None), list, dict)) else v)
+                 for k, v in payload.items()},
     )

@@ -49,3 +49,23 @@ class JobRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.key} ({self.status})"
+
+
+class OutboxEvent(models.Model):
+    """A business event for other modules (SMS notifications first), written in the same
+    transaction as the change it reports, so an event exists if and only if the change
+    committed. Consumers mark `processed_at`; nothing is lost if a consumer is down."""
+
+    tenant_id = models.BigIntegerField(db_index=True)
+    kind = models.CharField(max_length=64)
+    customer_id = models.BigIntegerField(null=True, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["processed_at", "id"], name="outbox_pending")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.tenant_id})"

@@ -1,6 +1,8 @@
 """Customers of the four types, zones, and the routers (NAS) that serve them."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -8,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ispcore.accounts.visibility import VisibleQuerySet
 from ispcore.core.crypto import EncryptedCharField
+from ispcore.core.money import MoneyField
 
 mac_validator = RegexValidator(r"^([0-9A-F]{2}:){5}[0-9A-F]{2}$", _("Enter a MAC address like AA:BB:CC:DD:EE:FF."))
 username_validator = RegexValidator(
@@ -105,6 +108,8 @@ class Customer(models.Model):
     simultaneous_use = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
     mac_address = models.CharField(max_length=17, blank=True, default="", validators=[mac_validator])
     static_ip = models.GenericIPAddressField(null=True, blank=True, protocol="IPv4")
+    monthly_discount = MoneyField(default=Decimal("0"), help_text=_("Taken off every monthly invoice."))
+    billing_start = models.DateTimeField(null=True, blank=True, help_text=_("When monthly billing began (proration)."))
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -120,3 +125,21 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} ({self.full_name})"
+
+
+class ExpiryNotice(models.Model):
+    """A warning sent before an expiry; unique per customer, expiry and lead time, so each
+    warning goes out once however often the task runs."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="expiry_notices")
+    expires_at = models.DateTimeField()
+    hours_before = models.PositiveIntegerField()
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "expires_at", "hours_before"], name="one_notice_per_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.hours_before}h before {self.expires_at}"
