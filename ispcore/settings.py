@@ -83,7 +83,6 @@ INSTALLED_APPS = [
     "ispcore.catalog",
     "ispcore.subscribers",
     "ispcore.billing",
-    "ispcore.cards",
     "radius",
     "mikrotik",
     "ipam",
