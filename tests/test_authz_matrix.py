@@ -12,7 +12,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from ispcore.accounts.models import AccountNode, Tenant, User
-from ispcore.billing.models import LedgerEntry, LedgerTransaction, Wallet
+from ispcore.billing.models import Invoice, LedgerEntry, LedgerTransaction, PackageSale, Payment, Wallet
 from ispcore.catalog.models import Package, PriceListEntry
 from ispcore.core.models import AuditEvent
 from ispcore.subscribers.models import Customer, Nas, Zone
@@ -77,8 +77,25 @@ EXPECTED: dict[str, tuple[str, type, dict[str, list[str]]]] = {
         "m1": R1_WALLETS, "m2": R2_WALLETS, "m0": [], "d1": ["d1"], "d2": ["d2"], "c1": ["cust:r1"],
         "c2": ["cust:r2"],
     }),
+    "sales": ("sale", PackageSale, {
+        "super": ["r1", "s2", "rB1"], "adminA": ["r1", "s2"], "adminB": ["rB1"], "r1": ["r1"], "r2": ["s2"],
+        "rB1": ["rB1"], "s1": [], "s2": ["s2"], "m1": ["r1"], "m2": ["s2"], "m0": [], "d1": [], "d2": [],
+        "c1": ["r1"], "c2": [],
+    }),
+    "payments": ("pay", Payment, {
+        "super": ["r1", "s2", "rB1"], "adminA": ["r1", "s2"], "adminB": ["rB1"], "r1": ["r1"], "r2": ["s2"],
+        "rB1": ["rB1"], "s1": [], "s2": ["s2"], "m1": ["r1"], "m2": ["s2"], "m0": [], "d1": [], "d2": [],
+        "c1": ["r1"], "c2": [],
+    }),
+    "invoices": ("inv", Invoice, {
+        "super": ["rootA", "s1", "rB1"], "adminA": ["rootA", "s1"], "adminB": ["rB1"], "r1": ["s1"], "r2": [],
+        "rB1": ["rB1"], "s1": ["s1"], "s2": [], "m1": ["s1"], "m2": [], "m0": [], "d1": [], "d2": [], "c1": [],
+        "c2": [],
+    }),
 }
 ENDPOINTS = [*EXPECTED, "ledger"]
+READ_ONLY = {"wallets", "ledger", "invoices"}
+NO_EDIT = READ_ONLY | {"sales", "payments"}
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +175,7 @@ def test_list_and_detail_show_exactly_the_actors_rows(world, endpoint, actor):
 
 def _snapshot():
     models = [Tenant, AccountNode, User, Package, PriceListEntry, Zone, Nas, Customer, Wallet, LedgerEntry,
-              LedgerTransaction, AuditEvent]
+              LedgerTransaction, AuditEvent, PackageSale, Payment, Invoice]
     return {m.__name__: (m.objects.count(), m.objects.order_by("-id").values_list("id", flat=True).first())
             for m in models}
 
@@ -188,7 +205,21 @@ def create_payload(world, endpoint: str, actor: str, n: int) -> dict:
     if endpoint == "customers":
         return {"node": node.pk, "customer_type": "pppoe", "username": f"new-cust-{n}", "password": "secret1",
                 "full_name": "New Customer", "mobile": "01812345678", "tenant": tenant}
+    if endpoint in ("sales", "payments"):
+        customer, package = BUYS.get(actor, ("r1", "A1"))
+        payer = "node" if actor in ("r1", "r2", "rB1", "s1", "s2") else "customer"
+        if endpoint == "sales":
+            return {"customer": world.pk(f"cust:{customer}"), "package": world.pk(f"pkg:{package}"), "payer": payer,
+                    "idempotency_key": f"matrix-{n}"}
+        return {"customer": world.pk(f"cust:{customer}"), "amount": "25.00", "method": "cash",
+                "idempotency_key": f"matrix-{n}"}
     return {}
+
+
+# actor -> (customer it buys for, package)
+BUYS = {"super": ("rootA", "A3"), "adminA": ("rootA", "A3"), "adminB": ("rB1", "B1"), "r1": ("r1", "A1"),
+        "r2": ("r2", "A2"), "rB1": ("rB1", "B1"), "s1": ("s1", "A1"), "s2": ("s2", "A2"), "m1": ("r1", "A1"),
+        "m2": ("r2", "A2"), "c1": ("r1", "A1"), "c2": ("r2", "A2")}
 
 
 # endpoint -> actor -> expected status of a create; actors not listed get 403.
@@ -203,8 +234,13 @@ CREATE_STATUS = {
     "nas": {"super": 201, "adminA": 201, "adminB": 201, "m1": 201, "m2": 201},
     "customers": {"super": 201, "adminA": 201, "adminB": 201, "r1": 201, "r2": 201, "rB1": 201, "s1": 201,
                   "s2": 201, "m1": 201, "m2": 201},
+    "sales": {"super": 201, "adminA": 201, "adminB": 201, "r1": 201, "r2": 201, "rB1": 201, "s1": 201, "s2": 201,
+              "m1": 201, "m2": 201, "c1": 201, "c2": 201},
+    "payments": {"super": 201, "adminA": 201, "adminB": 201, "r1": 201, "r2": 201, "rB1": 201, "s1": 201,
+                 "s2": 201, "m1": 201, "m2": 201},
     "wallets": {},
     "ledger": {},
+    "invoices": {},
 }
 
 
@@ -215,7 +251,7 @@ def test_create_is_granted_only_by_the_policy(world, endpoint, actor):
     client = client_for(world, actor)
     before = _snapshot()
     response = client.post(f"/api/v1/{endpoint}/", create_payload(world, endpoint, actor, n), format="json")
-    read_only = endpoint in ("wallets", "ledger")
+    read_only = endpoint in READ_ONLY
     expected = 405 if read_only else CREATE_STATUS[endpoint].get(actor, 403)
     assert response.status_code == expected, response.content
     body = response.json()
@@ -223,8 +259,7 @@ def test_create_is_granted_only_by_the_policy(world, endpoint, actor):
         created_model = EXPECTED[endpoint][1]
         obj = created_model.objects.get(pk=body["id"])
         if endpoint != "tenants":
-            tenant_id = obj.pk if created_model is Tenant else (
-                obj.node.tenant_id if created_model is PriceListEntry else obj.tenant_id)
+            tenant_id = obj.node.tenant_id if created_model is PriceListEntry else obj.tenant_id
             acting = world[f"u:{actor}"]
             assert tenant_id == (acting.tenant_id or world["tenant:A"].pk)
     else:
@@ -237,7 +272,8 @@ def update_payload(endpoint: str) -> dict:
         "tenants": {"name": "Renamed"}, "nodes": {"name": "Renamed"}, "users": {"first_name": "Renamed"},
         "packages": {"name": "Renamed"}, "price-list": {"customer_price": "900"}, "zones": {"name": "Renamed"},
         "nas": {"name": "Renamed"}, "customers": {"full_name": "Renamed"}, "wallets": {"balance": "1000000"},
-        "ledger": {"amount": "1000000"},
+        "ledger": {"amount": "1000000"}, "sales": {"price": "0"}, "payments": {"amount": "1000000"},
+        "invoices": {"total": "0"},
     }[endpoint]
 
 
@@ -253,6 +289,9 @@ CHANGERS = {
     "customers": {"super", "adminA", "adminB", "r1", "r2", "rB1", "s1", "s2", "m1", "m2"},
     "wallets": set(),
     "ledger": set(),
+    "sales": set(),
+    "payments": set(),
+    "invoices": set(),
 }
 
 
@@ -267,7 +306,7 @@ def test_no_write_outside_scope_or_grant(world, endpoint, actor):
     for pk in sorted(all_ids(world, endpoint)):
         before = _snapshot()
         response = client.patch(f"/api/v1/{endpoint}/{pk}/", update_payload(endpoint), format="json")
-        if endpoint in ("wallets", "ledger"):
+        if endpoint in NO_EDIT:
             assert response.status_code == 405
         elif actor not in CHANGERS[endpoint]:
             assert response.status_code == 403, (actor, endpoint, pk)

@@ -7,7 +7,7 @@ Tenant A:  rootA ─┬─ r1 ─┬─ s1          Tenant B: rootB ── rB1
 Every object has a name; the authorization matrix states its expectations in names."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.utils import timezone
@@ -15,6 +15,8 @@ from django.utils import timezone
 from ispcore.accounts import services as accounts
 from ispcore.accounts.models import User
 from ispcore.accounts.roles import ManagerPermission, NodeKind, Role
+from ispcore.billing.invoicing import create_invoice
+from ispcore.billing.sales import purchase_package, record_payment
 from ispcore.billing.services import open_wallet, post_transaction, system_wallet
 from ispcore.catalog import services as catalog
 from ispcore.subscribers import services as subscribers
@@ -95,11 +97,18 @@ def build_world() -> World:
         w[f"wallet:{name[5:]}"] = open_wallet(tenant=w[name].tenant, node=w[name])
     for name in ("rootA", "r1", "s1", "r2", "s2", "rB1"):
         w[f"wallet:cust:{name}"] = open_wallet(tenant=w[f"cust:{name}"].tenant, customer=w[f"cust:{name}"])
-    for target in ("r1", "s1", "r2", "d1", "cust:r1", "cust:s2", "rB1"):
+    for target in ("r1", "s1", "r2", "s2", "d1", "rB1", "cust:rootA", "cust:r1", "cust:r2", "cust:s2", "cust:rB1"):
         wallet = w[f"wallet:{target}"]
-        adj = w[f"wallet:sys{'B' if target == 'rB1' else 'A'}:adjustment"]
-        post_transaction(legs=[(adj, Decimal("-100")), (wallet, Decimal("100"))], kind="topup",
+        adj = w[f"wallet:sys{'B' if target.endswith('rB1') else 'A'}:adjustment"]
+        post_transaction(legs=[(adj, Decimal("-5000")), (wallet, Decimal("5000"))], kind="topup",
                          idempotency_key=f"world:{target}", actor=su)
+    for name, pkg in (("r1", "A1"), ("s2", "A2"), ("rB1", "B1")):
+        w[f"sale:{name}"] = purchase_package(w[f"cust:{name}"], w[f"pkg:{pkg}"], actor=su, payer="customer",
+                                             idempotency_key=f"world:sale:{name}")
+        w[f"pay:{name}"] = record_payment(w[f"cust:{name}"], Decimal("50"), method="cash", actor=su,
+                                          idempotency_key=f"world:pay:{name}")
+    for name in ("rootA", "s1", "rB1"):
+        w[f"inv:{name}"] = create_invoice(w[f"cust:{name}"].pk, date(2026, 12, 1))
     for u in User.objects.all():
         w[f"u:{u.username}"] = u
     return w

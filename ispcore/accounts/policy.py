@@ -77,3 +77,12 @@ def can_write(user, label: str, action: str) -> bool:
     if user.role in allowed:
         return True
     return any(isinstance(a, tuple) and a[0] == user.role and user.has_manager_permission(a[1]) for a in allowed)
+
+# Money: sales and payments are created through billing services, never edited or deleted.
+WRITE_POLICY.update({
+    "billing.packagesale": {
+        "create": SELLERS | {Role.CUSTOMER, (Role.MANAGER, P.COLLECT_CASH)}, "change": set(), "delete": set(),
+    },
+    "billing.payment": {"create": SELLERS | {(Role.MANAGER, P.COLLECT_CASH)}, "change": set(), "delete": set()},
+    "billing.invoice": {"create": set(), "change": set(), "delete": set()},
+})

@@ -3,6 +3,7 @@ from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from ispcore.accounts.api.views import NodeViewSet, TenantViewSet, UserViewSet, me
+from ispcore.billing.api.sales import InvoiceViewSet, PackageSaleViewSet, PaymentViewSet
 from ispcore.billing.api.views import LedgerEntryViewSet, WalletViewSet
 from ispcore.catalog.api.views import PackageViewSet, PriceListEntryViewSet
 from ispcore.subscribers.api.views import CustomerViewSet, NasViewSet, ZoneViewSet
@@ -18,6 +19,9 @@ router.register("nas", NasViewSet, basename="nas")
 router.register("customers", CustomerViewSet, basename="customer")
 router.register("wallets", WalletViewSet, basename="wallet")
 router.register("ledger", LedgerEntryViewSet, basename="ledgerentry")
+router.register("sales", PackageSaleViewSet, basename="packagesale")
+router.register("payments", PaymentViewSet, basename="payment")
+router.register("invoices", InvoiceViewSet, basename="invoice")
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),
