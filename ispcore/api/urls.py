@@ -3,6 +3,7 @@ from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from ispcore.accounts.api.views import NodeViewSet, TenantViewSet, UserViewSet, me
+from ispcore.billing.api.reports import ReceivablesView
 from ispcore.billing.api.sales import InvoiceViewSet, PackageSaleViewSet, PaymentViewSet
 from ispcore.billing.api.views import LedgerEntryViewSet, WalletViewSet
 from ispcore.catalog.api.views import PackageViewSet, PriceListEntryViewSet
@@ -26,5 +27,6 @@ router.register("invoices", InvoiceViewSet, basename="invoice")
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("me/", me, name="api-me"),
+    path("reports/receivables/", ReceivablesView.as_view(), name="api-receivables"),
     path("", include(router.urls)),
 ]

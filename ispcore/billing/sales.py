@@ -227,3 +227,22 @@ def record_payment(customer: Customer, amount, *, method: str, actor, idempotenc
             lifecycle.reactivate(locked, reason="paid", actor=actor)
     payment.replayed = False
     return payment
+
+
+def deposit_cash(payment_ids: list[int], *, actor) -> int:
+    """Mark cash payments as handed over (deposited); only the admin, or the collector
+    itself, may do it. Returns how many changed. The money was already in the ISP's cash
+    account from the moment it was collected; this records who no longer holds it."""
+    with transaction.atomic():
+        qs = Payment.objects.visible_to(actor).select_for_update().filter(
+            pk__in=payment_ids, method=Payment.Method.CASH, deposited_at__isnull=True)
+        if actor.role not in (Role.ADMIN, Role.SUPER_ADMIN):
+            qs = qs.filter(collected_by=actor)
+        now = timezone.now()
+        changed = 0
+        for payment in qs:
+            payment.deposited_at = now
+            payment.save(update_fields=["deposited_at"])
+            audit.record("payment.deposited", payment, actor=actor)
+            changed += 1
+        return changed
