@@ -69,3 +69,10 @@ def test_undeposited_cash_per_collector(world):
     assert deposit_cash([p.pk], actor=manager) == 1
     body = get(world, "adminA").json()
     assert not any(r["username"] == "m1" for r in body["staff_cash"])
+def test_exports(world):
+    csv_response = get(world, "adminA", export="csv", section="customers")
+    assert csv_response.status_code == 200 and csv_response["Content-Type"].startswith("text/csv")
+    assert b"cust-s1" in csv_response.content
+    xlsx = get(world, "adminA", export="xlsx", section="resellers")
+    assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
+    assert get(world, "adminA", export="pdf").status_code == 400

@@ -1,7 +1,9 @@
 """API for selling packages, taking payments and reading invoices."""
 from __future__ import annotations
 
+from django.http import HttpResponse
 from rest_framework import serializers
+from rest_framework.decorators import action
 
 from ispcore.api.base import ServiceSerializer, VisibleModelViewSet, VisibleReadOnlyViewSet
 
@@ -76,6 +78,14 @@ class PaymentViewSet(VisibleModelViewSet):
     filterset_fields = ["customer", "method", "collected_by"]
     http_method_names = ["get", "post", "head", "options"]
 
+    @action(detail=True, methods=["get"])
+    def receipt(self, request, pk=None):
+        """The payment's receipt as PDF."""
+        from ..documents import receipt_pdf
+
+        payment = self.get_object()
+        return _download(receipt_pdf(payment), "application/pdf", f"receipt-{payment.receipt_number}.pdf")
+
 
 class InvoiceViewSet(VisibleReadOnlyViewSet):
     """Monthly invoices, newest first."""
@@ -86,3 +96,28 @@ class InvoiceViewSet(VisibleReadOnlyViewSet):
 
     def get_queryset(self):
         return super().get_queryset().prefetch_related("lines")
+
+    @action(detail=True, methods=["get"])
+    def pdf(self, request, pk=None):
+        """The invoice as PDF (English and Bangla)."""
+        from ..documents import invoice_pdf
+
+        invoice = self.get_object()
+        return _download(invoice_pdf(invoice), "application/pdf", f"{invoice.number}.pdf")
+
+    @action(detail=False, methods=["get"])
+    def xlsx(self, request):
+        """The filtered invoice list as an Excel workbook."""
+        from ..documents import invoices_xlsx
+
+        qs = self.filter_queryset(self.get_queryset()).select_related("customer")
+        return _download(invoices_xlsx(qs), XLSX, "invoices.xlsx")
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _download(body: bytes, content_type: str, filename: str) -> HttpResponse:
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

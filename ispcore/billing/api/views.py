@@ -1,3 +1,5 @@
+from rest_framework.decorators import action
+
 from ispcore.api.base import VisibleReadOnlyViewSet
 
 from ..models import LedgerEntry, Wallet
@@ -11,6 +13,16 @@ class WalletViewSet(VisibleReadOnlyViewSet):
     queryset = Wallet.objects.all()
     serializer_class = WalletSerializer
     filterset_fields = ["node", "customer", "system_code"]
+
+    @action(detail=True, methods=["get"])
+    def statement(self, request, pk=None):
+        """The wallet's ledger statement as an Excel workbook."""
+        from ..documents import ledger_statement_xlsx
+        from .sales import XLSX, _download
+
+        wallet = self.get_object()
+        entries = LedgerEntry.objects.filter(wallet=wallet).select_related("transaction")
+        return _download(ledger_statement_xlsx(wallet, entries), XLSX, f"statement-{wallet.pk}.xlsx")
 
 
 class LedgerEntryViewSet(VisibleReadOnlyViewSet):
