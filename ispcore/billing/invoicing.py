@@ -15,16 +15,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from ispcore.catalog.models import Package
-from ispcore.core import audit
-from ispcore.core.models import JobRun
+from ispcore.core.models import AuditEvent, JobRun, OutboxEvent
 from ispcore.core.money import MONEY_PLACES
 from ispcore.subscribers import lifecycle
 from ispcore.subscribers.models import Customer
 
 from .locks import lock_wallets
-from .models import Invoice, InvoiceLine
+from .models import Invoice, InvoiceLine, Wallet
 from .sales import customer_price
-from .services import open_wallet, post_transaction, system_wallet
+from .services import Posting, open_wallet, post_transactions, system_wallet
 
 log = logging.getLogger(__name__)
 RUN_AT = time(0, 5)
@@ -49,11 +48,13 @@ def billable_customers(tenant):
     )
 
 
-def invoice_lines(customer: Customer, period: date) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+def invoice_lines(customer: Customer, period: date, *, price: Decimal | None = None
+                  ) -> list[tuple[str, Decimal, Decimal, Decimal]]:
     """(description, quantity, unit price, amount) for the month, plus the prorated part of
     the previous month when billing started after its 1st."""
     tz = customer.tenant.tzinfo
-    price = customer_price(customer, customer.package)
+    if price is None:
+        price = customer_price(customer, customer.package)
     lines = [(f"{customer.package.name}, {period:%B %Y}", Decimal("1"), price, price)]
     if customer.billing_start:
         start = timezone.localtime(customer.billing_start, tz).date()
@@ -71,54 +72,93 @@ def invoice_lines(customer: Customer, period: date) -> list[tuple[str, Decimal, 
 
 def create_invoice(customer_id: int, period: date, *, run: JobRun | None = None) -> Invoice | None:
     """Invoice one customer for `period`, once. Returns the invoice (existing or new)."""
+    create_invoices([customer_id], period, run=run)
+    return Invoice.objects.filter(customer_id=customer_id, period=period).first()
+
+
+def create_invoices(customer_ids: list[int], period: date, *, run: JobRun | None = None) -> int:
+    """Invoice a batch of customers for `period` in one transaction; customers already
+    invoiced for it are skipped (the (customer, period) constraint has the last word).
+    Returns how many invoices were created."""
     with transaction.atomic():
-        customer = Customer.objects.select_for_update(of=("self",)).select_related("tenant", "package", "node").get(pk=customer_id)
-        existing = Invoice.objects.filter(customer=customer, period=period).first()
-        if existing is not None:
-            return existing
-        if customer.package is None or customer.package.billing_mode != Package.BillingMode.MONTHLY:
-            return None
-        tenant = customer.tenant
-        lines = invoice_lines(customer, period)
-        subtotal = sum((a for *_, a in lines), Decimal("0"))
-        discount = min(customer.monthly_discount, subtotal)
-        vat = _money((subtotal - discount) * tenant.vat_percent / Decimal("100"))
-        total = subtotal - discount + vat
-        wallet = open_wallet(tenant=tenant, customer=customer)
-        locked = lock_wallets([wallet.pk])[wallet.pk]
-        if not locked.unbounded:
-            # A monthly customer owes its bills: its balance may go below zero (dues).
-            locked.unbounded = True
-            locked.save(update_fields=["unbounded", "updated_at"])
-        previous_due = max(Decimal("0"), -locked.balance)
+        customers = list(Customer.objects.select_for_update(of=("self",))
+                         .select_related("tenant", "package", "node").filter(pk__in=customer_ids).order_by("pk"))
+        done = set(Invoice.objects.filter(customer_id__in=customer_ids, period=period)
+                   .values_list("customer_id", flat=True))
+        todo = [c for c in customers if c.pk not in done and c.package is not None
+                and c.package.billing_mode == Package.BillingMode.MONTHLY]
+        if not todo:
+            return 0
+        tenant = todo[0].tenant
+        if any(c.tenant_id != tenant.id for c in todo):
+            raise ValueError("a billing batch must belong to one tenant")
+        wallets = {w.customer_id: w for w in Wallet.objects.filter(customer__in=todo)}
+        missing = [c for c in todo if c.pk not in wallets]
+        for c in missing:
+            wallets[c.pk] = open_wallet(tenant=tenant, customer=c)
+        revenue, vat_wallet = system_wallet(tenant, "revenue"), system_wallet(tenant, "vat")
+        node_wallets = {w.node_id: w for w in Wallet.objects.filter(node_id__in={c.node_id for c in todo})}
+        locked = lock_wallets([w.pk for w in wallets.values()])
+        # A monthly customer owes its bills: its balance may go below zero (dues).
+        flip = [w for w in locked.values() if not w.unbounded]
+        for w in flip:
+            w.unbounded = True
+        Wallet.objects.bulk_update(flip, ["unbounded"], batch_size=2000)
         issued = timezone.now()
-        local_day = timezone.localdate(issued, tenant.tzinfo)
-        invoice = Invoice.objects.create(
-            tenant=tenant, customer=customer, number=f"INV-{period:%Y%m}-{customer.id:07d}", period=period,
-            issued_at=issued, due_date=local_day + timedelta(days=tenant.invoice_due_days), subtotal=subtotal,
-            discount=discount, vat_percent=tenant.vat_percent, vat=vat, total=total, previous_due=previous_due,
-            run=run, status=Invoice.Status.OPEN if total > 0 else Invoice.Status.PAID,
-        )
-        InvoiceLine.objects.bulk_create([InvoiceLine(invoice=invoice, description=d, quantity=q, unit_price=u, amount=a)
-                                         for d, q, u, a in lines])
-        if discount:
-            InvoiceLine.objects.create(invoice=invoice, description="Discount", unit_price=-discount, amount=-discount)
-        if total > 0:
-            seller = (system_wallet(tenant, "revenue") if customer.node.parent_id is None
-                      else open_wallet(tenant=tenant, node=customer.node))
-            legs = [(locked, -total), (seller, total - vat)]
-            if vat:
-                legs.append((system_wallet(tenant, "vat"), vat))
-            invoice.transaction = post_transaction(legs=legs, kind="invoice", idempotency_key=f"invoice:{invoice.pk}",
-                                                   memo=invoice.number, reference=customer.username)
-            invoice.save(update_fields=["transaction"])
-        audit.record("invoice.issued", invoice, total=str(total))
-        audit.emit("invoice.generated", tenant_id=tenant.id, customer_id=customer.id, number=invoice.number,
-                   total=str(total), due_date=invoice.due_date.isoformat())
-        return invoice
+        due = timezone.localdate(issued, tenant.tzinfo) + timedelta(days=tenant.invoice_due_days)
+        prices: dict[tuple[int, int], Decimal] = {}
+        invoices, lines_by_customer = [], {}
+        for c in todo:
+            key = (c.node_id, c.package_id)
+            if key not in prices:
+                prices[key] = customer_price(c, c.package)
+            lines = invoice_lines(c, period, price=prices[key])
+            subtotal = sum((a for *_, a in lines), Decimal("0"))
+            discount = min(c.monthly_discount, subtotal)
+            vat = _money((subtotal - discount) * tenant.vat_percent / Decimal("100"))
+            total = subtotal - discount + vat
+            wallet = locked[wallets[c.pk].pk]
+            invoices.append(Invoice(
+                tenant=tenant, customer=c, number=f"INV-{period:%Y%m}-{c.id:07d}", period=period, issued_at=issued,
+                due_date=due, subtotal=subtotal, discount=discount, vat_percent=tenant.vat_percent, vat=vat,
+                total=total, previous_due=max(Decimal("0"), -wallet.balance), run=run,
+                status=Invoice.Status.OPEN if total > 0 else Invoice.Status.PAID,
+            ))
+            if discount:
+                lines = [*lines, ("Discount", Decimal("1"), -discount, -discount)]
+            lines_by_customer[c.pk] = lines
+        Invoice.objects.bulk_create(invoices, batch_size=2000)
+        InvoiceLine.objects.bulk_create([
+            InvoiceLine(invoice=inv, description=d, quantity=q, unit_price=u, amount=a)
+            for inv in invoices for d, q, u, a in lines_by_customer[inv.customer_id]
+        ], batch_size=5000)
+        postings, billed = [], []
+        for inv in invoices:
+            if inv.total <= 0:
+                continue
+            c = inv.customer
+            seller = revenue if c.node.parent_id is None else node_wallets.get(c.node_id) or open_wallet(
+                tenant=tenant, node=c.node)
+            legs = [(wallets[c.pk].pk, -inv.total), (seller.pk, inv.total - inv.vat)]
+            if inv.vat:
+                legs.append((vat_wallet.pk, inv.vat))
+            postings.append(Posting(legs=legs, kind="invoice", idempotency_key=f"invoice:{inv.pk}",
+                                    memo=inv.number, reference=c.username))
+            billed.append(inv)
+        for inv, txn in zip(billed, post_transactions(postings), strict=True):
+            inv.transaction = txn
+        Invoice.objects.bulk_update(billed, ["transaction"], batch_size=2000)
+        AuditEvent.objects.bulk_create([
+            AuditEvent(tenant_id=tenant.id, action="invoice.issued", object_type="billing.invoice",
+                       object_id=str(inv.pk), data={"total": str(inv.total)}) for inv in invoices], batch_size=5000)
+        OutboxEvent.objects.bulk_create([
+            OutboxEvent(tenant_id=tenant.id, kind="invoice.generated", customer_id=inv.customer_id,
+                        payload={"number": inv.number, "total": str(inv.total), "due_date": inv.due_date.isoformat()})
+            for inv in invoices], batch_size=5000)
+        return len(invoices)
 
 
-def run_monthly_billing(tenant, period: date, *, progress_every: int = 500) -> JobRun:
+def run_monthly_billing(tenant, period: date, *, batch_size: int = 500) -> JobRun:
     """Invoice every monthly customer of `tenant` for `period`; safe to run again or resume."""
     run, _ = JobRun.objects.get_or_create(kind="monthly_billing", key=f"{tenant.id}:{period.isoformat()}",
                                           defaults={"tenant_id": tenant.id})
@@ -129,14 +169,20 @@ def run_monthly_billing(tenant, period: date, *, progress_every: int = 500) -> J
     run.status, run.total, run.progress, run.errors = JobRun.Status.RUNNING, done + len(ids), done, []
     run.save()
     errors = []
-    for n, customer_id in enumerate(ids, 1):
+    for start in range(0, len(ids), batch_size):
+        batch = ids[start:start + batch_size]
         try:
-            create_invoice(customer_id, period, run=run)
-        except Exception as exc:  # one bad customer must not stop the month's billing
-            log.exception("invoice for customer %s failed", customer_id)
-            errors.append({"customer": customer_id, "error": str(exc)[:300]})
-        if n % progress_every == 0:
-            JobRun.objects.filter(pk=run.pk).update(progress=done + n)
+            create_invoices(batch, period, run=run)
+        except Exception:
+            # One bad customer must not stop the month's billing: retry this batch one by one.
+            log.exception("invoice batch failed; retrying its customers one by one")
+            for customer_id in batch:
+                try:
+                    create_invoices([customer_id], period, run=run)
+                except Exception as exc:
+                    log.exception("invoice for customer %s failed", customer_id)
+                    errors.append({"customer": customer_id, "error": str(exc)[:300]})
+        JobRun.objects.filter(pk=run.pk).update(progress=done + start + len(batch))
     run.progress = done + len(ids)
     run.errors = errors[:1000]
     run.status = JobRun.Status.FAILED if errors else JobRun.Status.SUCCEEDED

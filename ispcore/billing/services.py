@@ -6,15 +6,18 @@ and its entries and the new balances together, and is idempotent by key."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
+from django.utils import timezone
 
 from ispcore.core import audit
+from ispcore.core.models import AuditEvent
 from ispcore.core.money import to_money
 
-from .locks import lock_wallets
+from .locks import assert_locked, lock_wallets
 from .models import LedgerEntry, LedgerTransaction, Wallet
 
 
@@ -78,6 +81,34 @@ def _legs_match(txn: LedgerTransaction, legs: list[tuple[int, Decimal]]) -> bool
     return stored == sorted(legs)
 
 
+@dataclass
+class Posting:
+    """One balanced transaction to post: (wallet, amount) legs, positive credits."""
+
+    legs: Sequence[tuple[Wallet | int, Decimal | int | str]]
+    kind: str
+    idempotency_key: str
+    memo: str = ""
+    reference: str = ""
+    must_cover: Sequence[Wallet | int] = ()
+    norm: list[tuple[int, Decimal]] = field(default_factory=list)
+
+    def normalise(self) -> None:
+        if not self.idempotency_key:
+            raise LedgerError("an idempotency key is required")
+        self.norm = []
+        for wallet, amount in self.legs:
+            value = to_money(amount)
+            if value == 0:
+                raise LedgerError("a ledger entry cannot be zero")
+            self.norm.append((wallet if isinstance(wallet, int) else wallet.pk, value))
+        if len(self.norm) < 2:
+            raise UnbalancedTransaction("a transaction needs at least two legs")
+        total = sum((a for _, a in self.norm), Decimal("0"))
+        if total != 0:
+            raise UnbalancedTransaction(f"legs sum to {total}, not zero")
+
+
 def post_transaction(
     *,
     legs: Sequence[tuple[Wallet | int, Decimal | int | str]],
@@ -96,61 +127,86 @@ def post_transaction(
     the same key with different legs raises IdempotencyConflict. Wallets in `must_cover`
     must stay above their floor even if they are unbounded (a monthly customer may owe
     bills, but may not buy on credit)."""
-    if not idempotency_key:
-        raise LedgerError("an idempotency key is required")
-    norm: list[tuple[int, Decimal]] = []
-    for wallet, amount in legs:
-        value = to_money(amount)
-        if value == 0:
-            raise LedgerError("a ledger entry cannot be zero")
-        norm.append((wallet if isinstance(wallet, int) else wallet.pk, value))
-    if len(norm) < 2:
-        raise UnbalancedTransaction("a transaction needs at least two legs")
-    total = sum((a for _, a in norm), Decimal("0"))
-    if total != 0:
-        raise UnbalancedTransaction(f"legs sum to {total}, not zero")
+    posting = Posting(legs=legs, kind=kind, idempotency_key=idempotency_key, memo=memo, reference=reference,
+                      must_cover=must_cover)
+    return post_transactions([posting], actor=actor)[0]
 
+
+def post_transactions(postings: Sequence[Posting], *, actor=None) -> list[LedgerTransaction]:
+    """Post many transactions in one database transaction, all or nothing, with the same
+    guarantees as `post_transaction` for each: every wallet involved is locked once (in id
+    order), keys already posted are returned as replays, floors are checked in order."""
+    for posting in postings:
+        posting.normalise()
+    keys = [p.idempotency_key for p in postings]
+    if len(set(keys)) != len(keys):
+        raise IdempotencyConflict("the same idempotency key appears twice in one batch")
     with transaction.atomic():
-        wallets = lock_wallets(w for w, _ in norm)
+        wallets = lock_wallets({w for p in postings for w, _ in p.norm})
         # Checked after the locks: a concurrent poster of the same key has committed by now.
-        existing = LedgerTransaction.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is not None:
-            if not _legs_match(existing, norm):
-                raise IdempotencyConflict(f"key {idempotency_key!r} was used for a different posting")
-            existing.replayed = True
-            return existing
-        tenants = {w.tenant_id for w in wallets.values()}
-        if len(tenants) != 1:
-            raise LedgerError("a transaction cannot cross tenants")
+        existing = {t.idempotency_key: t for t in LedgerTransaction.objects.filter(idempotency_key__in=keys)
+                    .prefetch_related("entries")}
         balances = {wid: w.balance for wid, w in wallets.items()}
-        for wid, amount in norm:
-            balances[wid] += amount
-        covering = {w if isinstance(w, int) else w.pk for w in must_cover}
-        for wid, new_balance in balances.items():
-            w = wallets[wid]
-            bounded = not w.unbounded or wid in covering
-            if bounded and new_balance < -w.credit_limit and new_balance < w.balance:
-                raise InsufficientFunds(w, needed=w.balance - new_balance, available=w.balance + w.credit_limit)
+        fresh: list[Posting] = []
+        for posting in postings:
+            old = existing.get(posting.idempotency_key)
+            if old is not None:
+                if not _legs_match(old, posting.norm):
+                    raise IdempotencyConflict(f"key {posting.idempotency_key!r} was used for a different posting")
+                continue
+            if len({wallets[w].tenant_id for w, _ in posting.norm}) != 1:
+                raise LedgerError("a transaction cannot cross tenants")
+            covering = {w if isinstance(w, int) else w.pk for w in posting.must_cover}
+            after = dict(balances)
+            for wid, amount in posting.norm:
+                after[wid] += amount
+            for wid, _ in posting.norm:
+                w = wallets[wid]
+                bounded = not w.unbounded or wid in covering
+                if bounded and after[wid] < -w.credit_limit and after[wid] < balances[wid]:
+                    raise InsufficientFunds(w, needed=balances[wid] - after[wid],
+                                            available=balances[wid] + w.credit_limit)
+            balances = after
+            fresh.append(posting)
+        actor_id = actor.pk if getattr(actor, "pk", None) else None
         try:
             with transaction.atomic():
-                txn = LedgerTransaction.objects.create(
-                    tenant_id=tenants.pop(), idempotency_key=idempotency_key, kind=kind,
-                    memo=memo[:255], reference=reference[:120], actor=actor if getattr(actor, "pk", None) else None,
-                )
+                created = LedgerTransaction.objects.bulk_create([
+                    LedgerTransaction(tenant_id=wallets[p.norm[0][0]].tenant_id, idempotency_key=p.idempotency_key,
+                                      kind=p.kind, memo=p.memo[:255], reference=p.reference[:120], actor_id=actor_id)
+                    for p in fresh
+                ])
         except IntegrityError:
-            raise IdempotencyConflict(f"key {idempotency_key!r} is being posted concurrently with other legs") from None
+            raise IdempotencyConflict("a key of this batch is being posted concurrently with other legs") from None
         running = {wid: w.balance for wid, w in wallets.items()}
         entries = []
-        for wid, amount in norm:
-            running[wid] += amount
-            entries.append(LedgerEntry(transaction=txn, wallet_id=wid, amount=amount, balance_after=running[wid]))
-        LedgerEntry.objects.bulk_create(entries)
-        for wid, w in wallets.items():
-            w.balance = balances[wid]
-            w.save(update_fields=["balance", "updated_at"])
-        audit.record("ledger.post", txn, actor=actor, tenant_id=txn.tenant_id, kind=kind, legs=[[w, str(a)] for w, a in norm])
-    txn.replayed = False
-    return txn
+        for txn, posting in zip(created, fresh, strict=True):
+            for wid, amount in posting.norm:
+                running[wid] += amount
+                entries.append(LedgerEntry(transaction=txn, wallet_id=wid, amount=amount, balance_after=running[wid]))
+            txn.replayed = False
+        LedgerEntry.objects.bulk_create(entries, batch_size=5000)
+        changed = [w for wid, w in wallets.items() if w.balance != balances[wid]]
+        now = timezone.now()
+        for w in changed:
+            assert_locked(w)
+            w.balance, w.updated_at = balances[w.pk], now
+        Wallet.objects.bulk_update(changed, ["balance", "updated_at"], batch_size=2000)
+        AuditEvent.objects.bulk_create([
+            AuditEvent(tenant_id=txn.tenant_id, actor_id=actor_id, action="ledger.post",
+                       object_type="billing.ledgertransaction", object_id=str(txn.pk),
+                       data={"kind": txn.kind, "legs": [[w, str(a)] for w, a in p.norm]})
+            for txn, p in zip(created, fresh, strict=True)
+        ], batch_size=5000)
+    by_key = {t.idempotency_key: t for t in created}
+    result = []
+    for key in keys:
+        if key in by_key:
+            result.append(by_key[key])
+        else:
+            existing[key].replayed = True
+            result.append(existing[key])
+    return result
 
 
 def ledger_differences(tenant_id: int | None = None) -> dict:

@@ -174,13 +174,13 @@ django.setup()
 from datetime import date
 from ispcore.accounts.models import Tenant
 from ispcore.billing import invoicing
-real = invoicing.create_invoice
+real = invoicing.create_invoices
 def slow(*args, **kwargs):
     import time
-    time.sleep(0.02)
+    time.sleep(0.05)
     return real(*args, **kwargs)
-invoicing.create_invoice = slow
-invoicing.run_monthly_billing(Tenant.objects.get(slug=sys.argv[1]), date(2026, 12, 1))
+invoicing.create_invoices = slow
+invoicing.run_monthly_billing(Tenant.objects.get(slug=sys.argv[1]), date(2026, 12, 1), batch_size=10)
 """
 
 
