@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "ispcore.catalog",
     "ispcore.subscribers",
     "ispcore.billing",
+    "ispcore.cards",
     "radius",
     "mikrotik",
     "ipam",
@@ -158,6 +159,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"CardStatusEnum": "ispcore.cards.models.RechargeCard.Status"},
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
@@ -176,6 +178,7 @@ CELERY_BEAT_SCHEDULE = {
     "expiry-warnings": {"task": "subscribers.send_expiry_warnings", "schedule": 300.0},
     "monthly-billing": {"task": "billing.monthly_billing_tick", "schedule": 300.0},
     "suspend-overdue": {"task": "billing.suspend_overdue", "schedule": crontab(minute=10)},
+    "cards-expire": {"task": "cards.expire_cards", "schedule": crontab(minute=7)},
     "ledger-consistency-check": {
         "task": "billing.check_ledger_consistency",
         "schedule": crontab(minute=17, hour=3),

@@ -11,8 +11,10 @@ import itertools
 import pytest
 from rest_framework.test import APIClient
 
+from ipam.models import Assignment, Prefix, Reservation
 from ispcore.accounts.models import AccountNode, Tenant, User
 from ispcore.billing.models import Invoice, LedgerEntry, LedgerTransaction, PackageSale, Payment, Wallet
+from ispcore.cards.models import CardBatch, RechargeCard
 from ispcore.catalog.models import Package, PriceListEntry
 from ispcore.core.models import AuditEvent
 from ispcore.subscribers.models import Customer, Nas, Zone
@@ -92,10 +94,35 @@ EXPECTED: dict[str, tuple[str, type, dict[str, list[str]]]] = {
         "rB1": ["rB1"], "s1": ["s1"], "s2": [], "m1": ["s1"], "m2": [], "m0": [], "d1": [], "d2": [], "c1": [],
         "c2": [],
     }),
+    "ipam/prefixes": ("pfx", Prefix, {
+        "super": ["A", "B"], "adminA": ["A"], "adminB": ["B"], "m1": ["A"], "m2": ["A"],
+        **{a: [] for a in ("r1", "r2", "rB1", "s1", "s2", "m0", "d1", "d2", "c1", "c2")},
+    }),
+    "ipam/reservations": ("res", Reservation, {
+        "super": ["A", "B"], "adminA": ["A"], "adminB": ["B"], "m1": ["A"], "m2": ["A"],
+        **{a: [] for a in ("r1", "r2", "rB1", "s1", "s2", "m0", "d1", "d2", "c1", "c2")},
+    }),
+    "ipam/assignments": ("asg", Assignment, {
+        "super": ["r1", "s2"], "adminA": ["r1", "s2"], "adminB": [], "r1": ["r1"], "r2": ["s2"], "rB1": [],
+        "s1": [], "s2": ["s2"], "m1": ["r1", "s2"], "m2": ["r1", "s2"], "m0": [], "d1": [], "d2": [],
+        "c1": ["r1"], "c2": [],
+    }),
+    "cards/batches": ("batch", CardBatch, {
+        "super": ["r1", "r2", "rB1"], "adminA": ["r1", "r2"], "adminB": ["rB1"], "r1": ["r1"], "r2": ["r2"],
+        "rB1": ["rB1"], "s1": [], "s2": [], "m1": ["r1"], "m2": ["r2"], "m0": [], "d1": ["r1"], "d2": ["r2"],
+        "c1": [], "c2": [],
+    }),
+    "cards": ("card", RechargeCard, {
+        "super": ["r1", "r2", "rB1"], "adminA": ["r1", "r2"], "adminB": ["rB1"], "r1": ["r1"], "r2": ["r2"],
+        "rB1": ["rB1"], "s1": [], "s2": [], "m1": ["r1"], "m2": ["r2"], "m0": [], "d1": ["r1"], "d2": ["r2"],
+        "c1": [], "c2": [],
+    }),
 }
 ENDPOINTS = [*EXPECTED, "ledger"]
-READ_ONLY = {"wallets", "ledger", "invoices"}
-NO_EDIT = READ_ONLY | {"sales", "payments"}
+READ_ONLY = {"wallets", "ledger", "invoices", "cards"}
+NO_EDIT = READ_ONLY | {"sales", "payments", "cards/batches"}
+# Assignments are released (DELETE) and re-assigned, never edited: their "change" is a delete.
+EDIT_METHOD = {"ipam/assignments": "delete"}
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +202,8 @@ def test_list_and_detail_show_exactly_the_actors_rows(world, endpoint, actor):
 
 def _snapshot():
     models = [Tenant, AccountNode, User, Package, PriceListEntry, Zone, Nas, Customer, Wallet, LedgerEntry,
-              LedgerTransaction, AuditEvent, PackageSale, Payment, Invoice]
+              LedgerTransaction, AuditEvent, PackageSale, Payment, Invoice, Prefix, Reservation, Assignment,
+              CardBatch, RechargeCard]
     return {m.__name__: (m.objects.count(), m.objects.order_by("-id").values_list("id", flat=True).first())
             for m in models}
 
@@ -213,6 +241,19 @@ def create_payload(world, endpoint: str, actor: str, n: int) -> dict:
                     "idempotency_key": f"matrix-{n}"}
         return {"customer": world.pk(f"cust:{customer}"), "amount": "25.00", "method": "cash",
                 "idempotency_key": f"matrix-{n}"}
+    if endpoint == "ipam/prefixes":
+        return {"network": f"172.{16 + n // 256}.{n % 256}.0/24", "role": "infrastructure", "tenant": tenant}
+    if endpoint == "ipam/reservations":
+        return {"network": f"10.{60 if user.tenant_id == world['tenant:B'].pk else 50}.0.{n % 200 + 20}/32",
+                "kind": "other", "tenant": tenant}
+    if endpoint == "ipam/assignments":
+        customer = {"adminB": "cust:rB1", "m1": "cust:s1", "m2": "cust:r2"}.get(actor, "cust:rootA")
+        return {"kind": "ipv4_static", "customer": world.pk(customer)}
+    if endpoint == "cards/batches":
+        data = {"count": 1, "face_value": "100", "validity_days": 30}
+        if actor == "super":
+            data["issuer"] = world.pk("node:rootA")
+        return data
     return {}
 
 
@@ -241,6 +282,12 @@ CREATE_STATUS = {
     "wallets": {},
     "ledger": {},
     "invoices": {},
+    "ipam/prefixes": {"super": 201, "adminA": 201, "adminB": 201, "m1": 201, "m2": 201},
+    "ipam/reservations": {"super": 201, "adminA": 201, "adminB": 201, "m1": 201, "m2": 201},
+    "ipam/assignments": {"super": 201, "adminA": 201, "adminB": 201, "m1": 201, "m2": 201},
+    "cards/batches": {"super": 201, "adminA": 201, "adminB": 201, "r1": 201, "r2": 201, "rB1": 201, "s1": 201,
+                      "s2": 201},
+    "cards": {},
 }
 
 
@@ -273,7 +320,8 @@ def update_payload(endpoint: str) -> dict:
         "packages": {"name": "Renamed"}, "price-list": {"customer_price": "900"}, "zones": {"name": "Renamed"},
         "nas": {"name": "Renamed"}, "customers": {"full_name": "Renamed"}, "wallets": {"balance": "1000000"},
         "ledger": {"amount": "1000000"}, "sales": {"price": "0"}, "payments": {"amount": "1000000"},
-        "invoices": {"total": "0"},
+        "invoices": {"total": "0"}, "ipam/prefixes": {"name": "Renamed"}, "ipam/reservations": {"description": "x"},
+        "ipam/assignments": {}, "cards/batches": {"memo": "x"}, "cards": {"status": "used"},
     }[endpoint]
 
 
@@ -292,6 +340,11 @@ CHANGERS = {
     "sales": set(),
     "payments": set(),
     "invoices": set(),
+    "ipam/prefixes": {"super", "adminA", "adminB", "m1", "m2"},
+    "ipam/reservations": {"super", "adminA", "adminB", "m1", "m2"},
+    "ipam/assignments": {"super", "adminA", "adminB", "m1", "m2"},
+    "cards/batches": set(),
+    "cards": set(),
 }
 
 
@@ -305,7 +358,8 @@ def test_no_write_outside_scope_or_grant(world, endpoint, actor):
     visible = expected_ids(world, endpoint, actor)
     for pk in sorted(all_ids(world, endpoint)):
         before = _snapshot()
-        response = client.patch(f"/api/v1/{endpoint}/{pk}/", update_payload(endpoint), format="json")
+        method = EDIT_METHOD.get(endpoint, "patch")
+        response = getattr(client, method)(f"/api/v1/{endpoint}/{pk}/", update_payload(endpoint), format="json")
         if endpoint in NO_EDIT:
             assert response.status_code == 405
         elif actor not in CHANGERS[endpoint]:
@@ -315,13 +369,16 @@ def test_no_write_outside_scope_or_grant(world, endpoint, actor):
         else:
             continue  # allowed edits are covered by the per-endpoint tests
         assert _snapshot() == before
+        if method == "delete":
+            continue
         response = client.delete(f"/api/v1/{endpoint}/{pk}/")
         assert response.status_code in (403, 404, 405), (actor, endpoint, pk, response.status_code)
         assert _snapshot() == before
 
 
 def test_the_matrix_covers_every_api_endpoint():
-    """A new endpoint must be added to the matrix: list every route under /api/v1/."""
+    """A new collection endpoint must be added to the matrix: every viewset list route under
+    /api/v1/ (found by walking the URL resolver) has to be one of ENDPOINTS."""
     from django.urls import get_resolver
 
     def walk(patterns, prefix=""):
@@ -330,11 +387,13 @@ def test_the_matrix_covers_every_api_endpoint():
             if hasattr(p, "url_patterns"):
                 yield from walk(p.url_patterns, route)
             else:
-                yield route
+                yield route, p.callback
 
-    routes = {r for r in walk(get_resolver().url_patterns) if r.startswith("api/v1/")}
-    collections = {r[len("api/v1/"):].replace("^", "").replace("$", "").rstrip("/")
-                   for r in routes if r.endswith("/$") and "<pk>" not in r}
+    collections = set()
+    for route, callback in walk(get_resolver().url_patterns):
+        actions = getattr(callback, "actions", None) or {}
+        if route.startswith("api/v1/") and "list" in actions.values() and "format" not in route:
+            collections.add(route[len("api/v1/"):].replace("^", "").replace("$", "").rstrip("/"))
     assert {"customers", "wallets"} <= collections
     not_in_matrix = collections - set(ENDPOINTS)
     assert not not_in_matrix, f"endpoints missing from the authorization matrix: {sorted(not_in_matrix)}"

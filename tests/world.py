@@ -12,12 +12,15 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from ipam import services as ipam
+from ipam.models import Reservation
 from ispcore.accounts import services as accounts
 from ispcore.accounts.models import User
 from ispcore.accounts.roles import ManagerPermission, NodeKind, Role
 from ispcore.billing.invoicing import create_invoice
 from ispcore.billing.sales import purchase_package, record_payment
 from ispcore.billing.services import open_wallet, post_transaction, system_wallet
+from ispcore.cards import services as cards
 from ispcore.catalog import services as catalog
 from ispcore.subscribers import services as subscribers
 
@@ -109,6 +112,19 @@ def build_world() -> World:
                                           idempotency_key=f"world:pay:{name}")
     for name in ("rootA", "s1", "rB1"):
         w[f"inv:{name}"] = create_invoice(w[f"cust:{name}"].pk, date(2026, 12, 1))
+    for t, net in (("A", "10.50.0.0/24"), ("B", "10.60.0.0/24")):
+        w[f"pfx:{t}"] = ipam.create_prefix(actor=su, tenant=w[f"tenant:{t}"], network=net, role="customer_static",
+                                           nas=w[f"nas:{t}"], gateway=net.replace(".0/24", ".1"))
+        w[f"res:{t}"] = Reservation.objects.get(tenant=w[f"tenant:{t}"])
+    for name in ("r1", "s2"):
+        w[f"asg:{name}"] = ipam.assign_static_ip(w[f"cust:{name}"], actor=su)
+    for node, distributor in (("r1", "d1"), ("r2", "d2"), ("rB1", None)):
+        batch = cards.generate_batch(actor=su, issuer=w[f"node:{node}"], count=1, face_value=Decimal("100"),
+                                     validity_days=30, memo="world")
+        if distributor:
+            cards.issue_batch(batch, distributor=w[f"node:{distributor}"], actor=su)
+        w[f"batch:{node}"] = batch
+        w[f"card:{node}"] = batch.cards.get()
     for u in User.objects.all():
         w[f"u:{u.username}"] = u
     return w

@@ -28,5 +28,7 @@ urlpatterns = [
     path("auth/token/", obtain_auth_token, name="api-token"),
     path("me/", me, name="api-me"),
     path("reports/receivables/", ReceivablesView.as_view(), name="api-receivables"),
+    path("ipam/", include("ipam.api.urls")),
+    path("cards/", include("ispcore.cards.api.urls")),
     path("", include(router.urls)),
 ]

@@ -138,8 +138,18 @@ def seed_demo(*, customers: int = 200) -> Tenant:
                          memo="Opening balance")
     set_credit_limit(open_wallet(tenant=tenant, node=r2), Decimal("20000"), actor=admin)
 
-    services.create_nas(actor=admin, tenant=tenant, name="Demo router (localhost)", ip_address="127.0.0.1",
-                        secret="testing123", require_message_authenticator=False)
+    nas = services.create_nas(actor=admin, tenant=tenant, name="Demo router (localhost)", ip_address="127.0.0.1",
+                              secret="testing123", require_message_authenticator=False)
+    from ipam import services as ipam
+
+    ipam.create_prefix(actor=admin, tenant=tenant, network="10.77.0.0/16", role="customer_static", nas=nas,
+                       name="static", gateway="10.77.0.1")
+    ipam.create_prefix(actor=admin, tenant=tenant, network="100.64.0.0/16", role="customer_dynamic", nas=nas,
+                       name="pppoe-pool")
+    ipam.create_prefix(actor=admin, tenant=tenant, network="2001:db8:100::/48", role="ipv6_link", nas=nas,
+                       name="v6-link")
+    ipam.create_prefix(actor=admin, tenant=tenant, network="2001:db8:4000::/40", role="ipv6_delegated", nas=nas,
+                       delegated_prefixlen=56, name="v6-pd")
 
     by_name = {p.name: p for p in packages}
     specials = [
@@ -154,6 +164,7 @@ def seed_demo(*, customers: int = 200) -> Tenant:
                                      expires_at=expires)
         if username == "demo-pppoe":
             services.enable_portal_login(c, actor=admin, password=DEMO_PASSWORD)
+            ipam.assign_ipv6(c, actor=admin, nas=nas)
 
     owners = [root, root, root, r1, r1, r2, s1]
     mix = ["pppoe"] * 11 + ["hotspot"] * 5 + ["static"] * 3 + ["other"] * 2

@@ -90,7 +90,21 @@ def create_customer(*, actor, tenant, node, password: str | None = None, **field
     _check_customer(customer)
     _saved(customer, "customer.create", actor)
     open_wallet(tenant=tenant, customer=customer)
+    _sync_addresses(customer, actor)
     return customer
+
+
+def _sync_addresses(customer: Customer, actor) -> None:
+    """IPAM owns addresses: a static IP must come from a static pool, and a type change
+    releases what the new type may not hold."""
+    from ipam.services import sync_customer
+
+    try:
+        sync_customer(customer, actor=actor)
+    except ValidationError as exc:
+        messages = exc.messages if not hasattr(exc, "error_dict") else [m for ms in exc.message_dict.values() for m in ms]
+        raise ValidationError({"static_ip": messages}) from None
+    customer.refresh_from_db(fields=["static_ip"])
 
 
 @transaction.atomic
@@ -100,7 +114,10 @@ def update_customer(customer: Customer, *, actor, **fields) -> Customer:
     for k, v in fields.items():
         setattr(customer, k, v)
     _check_customer(customer)
-    return _saved(customer, "customer.update", actor, fields=sorted(k for k in fields if k != "password"))
+    _saved(customer, "customer.update", actor, fields=sorted(k for k in fields if k != "password"))
+    if {"static_ip", "customer_type"} & set(fields):
+        _sync_addresses(customer, actor)
+    return customer
 
 
 @transaction.atomic
