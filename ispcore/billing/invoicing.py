@@ -176,12 +176,20 @@ def run_monthly_billing(tenant, period: date, *, batch_size: int = 500) -> JobRu
         except Exception:
             # One bad customer must not stop the month's billing: retry this batch one by one.
             log.exception("invoice batch failed; retrying its customers one by one")
+            failed = []
             for customer_id in batch:
                 try:
                     create_invoices([customer_id], period, run=run)
                 except Exception as exc:
-                    log.exception("invoice for customer %s failed", customer_id)
-                    errors.append({"customer": customer_id, "error": str(exc)[:300]})
+                    log.warning("invoice for customer %s failed: %s", customer_id, exc)
+                    failed.append({"customer": customer_id, "error": str(exc)[:300]})
+            errors.extend(failed)
+            if len(failed) == len(batch) and len(batch) > 1:
+                # Every customer of the batch failed: the cause is not a customer's data.
+                # Stop here instead of failing the whole tenant one customer at a time.
+                log.error("monthly billing of tenant %s stopped: a whole batch failed (%s)", tenant.pk,
+                          failed[0]["error"])
+                break
         JobRun.objects.filter(pk=run.pk).update(progress=done + start + len(batch))
     run.progress = done + len(ids)
     run.errors = errors[:1000]

@@ -57,7 +57,12 @@ def open_system_wallets(tenant) -> dict[str, Wallet]:
 
 
 def system_wallet(tenant, code: str) -> Wallet:
-    return Wallet.objects.get(tenant=tenant, system_code=code)
+    """The tenant's system account `code`, opened on first use (so an account added in a
+    later release exists for tenants created before it)."""
+    if code not in Wallet.SystemCode.values and code != "card_float":
+        raise LookupError(f"unknown system account {code!r}")
+    wallet = Wallet.objects.filter(tenant=tenant, system_code=code).first()
+    return wallet if wallet is not None else open_wallet(tenant=tenant, system_code=code)
 
 
 def set_credit_limit(wallet: Wallet, limit: Decimal | int | str, *, actor) -> Wallet:

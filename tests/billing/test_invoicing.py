@@ -204,3 +204,25 @@ def test_monthly_run_killed_halfway_then_resumed_creates_each_invoice_once():
     assert Invoice.objects.count() == 150
     assert Invoice.objects.values("customer", "period").distinct().count() == 150
     assert not any(ledger_differences().values())
+
+
+def test_a_system_account_added_later_is_opened_on_first_use(chain):
+    from ispcore.billing.models import Wallet
+
+    Wallet.objects.filter(tenant=chain["tenant"], system_code="vat").delete()  # a tenant older than the account
+    c = monthly_customer(chain, "older-tenant")
+    assert create_invoice(c.pk, date(2026, 12, 1)).total == Decimal("1000.00")
+    assert Wallet.objects.filter(tenant=chain["tenant"], system_code="vat").count() == 1
+
+
+def test_a_systemic_failure_stops_the_run_after_one_batch(chain, monkeypatch):
+    for i in range(12):
+        monthly_customer(chain, f"sys{i}")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database unreachable")
+
+    monkeypatch.setattr("ispcore.billing.invoicing.create_invoices", broken)
+    run = run_monthly_billing(chain["tenant"], date(2026, 12, 1), batch_size=5)
+    assert run.status == JobRun.Status.FAILED
+    assert len(run.errors) == 5 and run.errors[0]["error"] == "database unreachable"
