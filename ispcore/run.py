@@ -68,6 +68,8 @@ def services(env: dict[str, str]) -> dict[str, list[str]]:
         "worker": [PY, "-m", "celery", "-A", "ispcore", "worker", "--loglevel", "INFO", "--concurrency", "2"],
         "beat": [PY, "-m", "celery", "-A", "ispcore", "beat", "--loglevel", "INFO",
                  "--schedule", str(VAR / "celerybeat-schedule")],
+        "radius": [PY, str(BASE / "manage.py"), "radiusd", "--workers", "1", "--metrics-port", "0",
+                   "--auth-port", env.get("RADIUS_AUTH_PORT", "1812"), "--acct-port", env.get("RADIUS_ACCT_PORT", "1813")],
     }
 
 
@@ -112,6 +114,8 @@ def main() -> int:
         manage(env, "seed_demo")  # prints the logins once everything is up
         _log(f"web admin:  http://127.0.0.1:{port}/admin/")
         _log(f"API docs:   http://127.0.0.1:{port}/api/docs/   (schema /api/schema/, API /api/v1/)")
+        _log(f"RADIUS:     udp/{env.get('RADIUS_AUTH_PORT', '1812')} auth, udp/{env.get('RADIUS_ACCT_PORT', '1813')} "
+             "accounting; try: radtest demo-pppoe demo-pass 127.0.0.1 0 testing123")
         _log("press Ctrl-C to stop everything")
         while not stopping:
             for name, proc in children.items():

@@ -179,6 +179,7 @@ CELERY_BEAT_SCHEDULE = {
     "monthly-billing": {"task": "billing.monthly_billing_tick", "schedule": 300.0},
     "suspend-overdue": {"task": "billing.suspend_overdue", "schedule": crontab(minute=10)},
     "cards-expire": {"task": "cards.expire_cards", "schedule": crontab(minute=7)},
+    "radius-close-stale-sessions": {"task": "radius.close_stale_sessions", "schedule": crontab(minute="*/5")},
     "ledger-consistency-check": {
         "task": "billing.check_ledger_consistency",
         "schedule": crontab(minute=17, hour=3),

@@ -1,0 +1,504 @@
+"""Durable accounting with group commit, and the local spool for database outages.
+
+The event loop hands each Accounting-Request to :class:`AccountingWriter`
+(:meth:`~AccountingWriter.submit`); a writer thread takes everything queued
+(up to ``batch_max``), writes it in one transaction and only then calls each
+request's callback, which sends the Accounting-Response. So a response never
+leaves before its record is committed, and one commit covers hundreds of
+requests.
+
+If the database is unreachable, the batch is appended to a spool file (JSON
+lines, fsync'd) and acknowledged; spooled records are replayed in order,
+before anything new, as soon as the database answers again.
+
+Session rules (:func:`apply_batch`):
+
+* one row per ``unique_id`` (MD5 of NAS id, Acct-Session-Id, User-Name);
+* an Interim-Update or Stop without a Start creates the session;
+* counters only move forward (an out-of-order interim changes nothing), and
+  what they moved is added to the customer's :class:`~radius.models.DailyUsage`;
+* a Stop closes the session; anything after it (a duplicate Stop, a late
+  interim) is ignored, so usage is never counted twice;
+* Accounting-On/Off closes the open sessions of that NAS started before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from .models import AccountingSession, AuthLog
+
+logger = logging.getLogger(__name__)
+
+START, INTERIM, STOP, ON, OFF = "start", "interim", "stop", "on", "off"
+STATUS_TYPES = {1: START, 2: STOP, 3: INTERIM, 7: ON, 8: OFF}
+
+_SESSION_FIELDS = [
+    "tenant_id", "nas_id", "customer_id", "acct_session_id", "username", "nas_ip_address", "nas_port_id",
+    "framed_ip_address", "calling_station_id", "called_station_id", "started_at", "updated_at", "stopped_at",
+    "session_time", "input_octets", "output_octets", "input_packets", "output_packets", "interim_interval",
+    "terminate_cause",
+]
+_PG_TYPES = {
+    "unique_id": "text", "tenant_id": "bigint", "nas_id": "bigint", "customer_id": "bigint", "acct_session_id": "text",
+    "username": "text", "nas_ip_address": "inet", "nas_port_id": "text", "framed_ip_address": "inet",
+    "calling_station_id": "text", "called_station_id": "text", "started_at": "timestamptz",
+    "updated_at": "timestamptz", "stopped_at": "timestamptz", "session_time": "bigint", "input_octets": "bigint",
+    "output_octets": "bigint", "input_packets": "bigint", "output_packets": "bigint", "interim_interval": "integer",
+    "terminate_cause": "text",
+}
+_COUNTERS = ("session_time", "input_octets", "output_octets", "input_packets", "output_packets")
+
+
+def session_unique_id(nas_id: int, acct_session_id: str, username: str) -> str:
+    return hashlib.md5(f"{nas_id}\x00{acct_session_id}\x00{username}".encode(), usedforsecurity=False).hexdigest()
+
+
+@dataclass(slots=True)
+class AcctRecord:
+    """One Accounting-Request, reduced to what is stored (JSON-serialisable)."""
+
+    status: str
+    tenant_id: int
+    nas_id: int
+    event_ts: float
+    customer_id: int | None = None
+    unique_id: str = ""
+    acct_session_id: str = ""
+    username: str = ""
+    nas_ip_address: str | None = None
+    nas_port_id: str = ""
+    framed_ip_address: str | None = None
+    calling_station_id: str = ""
+    called_station_id: str = ""
+    session_time: int = 0
+    input_octets: int = 0
+    output_octets: int = 0
+    input_packets: int = 0
+    output_packets: int = 0
+    interim_interval: int = 0
+    terminate_cause: str = ""
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _new_session(r: AcctRecord) -> dict:
+    started = _dt(r.event_ts - r.session_time)
+    return {
+        "tenant_id": r.tenant_id, "nas_id": r.nas_id, "customer_id": r.customer_id,
+        "acct_session_id": r.acct_session_id[:253], "username": r.username[:253], "nas_ip_address": r.nas_ip_address,
+        "nas_port_id": r.nas_port_id[:253], "framed_ip_address": r.framed_ip_address,
+        "calling_station_id": r.calling_station_id[:64], "called_station_id": r.called_station_id[:253],
+        "started_at": started, "updated_at": started, "stopped_at": None, "session_time": 0, "input_octets": 0,
+        "output_octets": 0, "input_packets": 0, "output_packets": 0, "interim_interval": r.interim_interval,
+        "terminate_cause": "",
+    }
+
+
+def apply_batch(records: list[AcctRecord]) -> set[int]:
+    """Write records in one transaction (call inside ``transaction.atomic``).
+
+    Returns the customer ids whose open sessions or usage changed."""
+    touched: set[int] = set()
+    segment: list[AcctRecord] = []
+    for record in records:
+        if record.status in (ON, OFF):
+            touched |= _apply_sessions(segment)
+            segment = []
+            touched |= _close_nas_sessions(record)
+        else:
+            segment.append(record)
+    touched |= _apply_sessions(segment)
+    return touched
+
+
+def _apply_sessions(records: list[AcctRecord]) -> set[int]:
+    if not records:
+        return set()
+    uids = sorted({r.unique_id for r in records})
+    states: dict[str, dict] = {
+        row["unique_id"]: row
+        for row in AccountingSession.objects.select_for_update()
+        .filter(unique_id__in=uids)
+        .order_by("unique_id")
+        .values("unique_id", *_SESSION_FIELDS)
+    }
+    changed: set[str] = set()
+    usage: dict[tuple[int, int, date], list[int]] = {}
+    touched: set[int] = set()
+    for r in records:
+        state = states.get(r.unique_id)
+        if state is None:
+            state = _new_session(r)
+            state["unique_id"] = r.unique_id
+            states[r.unique_id] = state
+            changed.add(r.unique_id)
+            if r.customer_id:
+                touched.add(r.customer_id)
+        if state["stopped_at"] is not None:
+            continue  # a duplicate Stop or a late interim: history is final
+        event = _dt(r.event_ts)
+        deltas = []
+        for name in _COUNTERS:
+            new = getattr(r, name)
+            old = state[name]
+            if new > old:
+                state[name] = new
+                deltas.append(new - old)
+            else:
+                deltas.append(0)
+        if event > state["updated_at"]:
+            state["updated_at"] = event
+        if r.framed_ip_address and not state["framed_ip_address"]:
+            state["framed_ip_address"] = r.framed_ip_address
+        if r.interim_interval:
+            state["interim_interval"] = r.interim_interval
+        if r.customer_id and not state["customer_id"]:
+            state["customer_id"] = r.customer_id
+        if r.status == STOP:
+            state["stopped_at"] = max(event, state["started_at"])
+            state["terminate_cause"] = r.terminate_cause[:64]
+            if state["customer_id"]:
+                touched.add(state["customer_id"])
+        changed.add(r.unique_id)
+        customer_id = state["customer_id"]
+        if customer_id and (deltas[0] or deltas[1] or deltas[2]):
+            key = (customer_id, state["tenant_id"], timezone.localdate(event))
+            acc = usage.setdefault(key, [0, 0, 0])
+            acc[0] += deltas[1]
+            acc[1] += deltas[2]
+            acc[2] += deltas[0]
+            touched.add(customer_id)
+    if changed:
+        _upsert_sessions([states[uid] for uid in sorted(changed)])
+    if usage:
+        _add_daily_usage(usage)
+    return touched
+
+
+def _upsert_sessions(rows: list[dict]) -> None:
+    """One multi-row INSERT .. ON CONFLICT (unique_id) DO UPDATE (PostgreSQL and SQLite).
+
+    Raw SQL because Django's bulk_create spends more time compiling 1000 rows
+    than the database spends writing them."""
+    columns = ["unique_id", *_SESSION_FIELDS]
+    table = AccountingSession._meta.db_table
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SESSION_FIELDS)
+    if connection.vendor == "postgresql":
+        # one array per column: a short statement psycopg parses once, whatever the row count
+        arrays = ", ".join(f"%s::{_PG_TYPES[c]}[]" for c in columns)
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT (unique_id) DO UPDATE SET {updates}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [[row[c] for row in rows] for c in columns])
+        return
+    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    for start in range(0, len(rows), 1000):
+        chunk = rows[start : start + 1000]
+        params = [row[c] for row in chunk for c in columns]
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row_sql] * len(chunk))} "
+            f"ON CONFLICT (unique_id) DO UPDATE SET {updates}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def _add_daily_usage(usage: dict[tuple[int, int, date], list[int]]) -> None:
+    rows = sorted(usage.items())
+    if connection.vendor == "postgresql":
+        sql = (
+            "INSERT INTO radius_dailyusage (customer_id, tenant_id, day, input_octets, output_octets, session_time) "
+            "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::date[], %s::bigint[], %s::bigint[], %s::bigint[]) "
+            "ON CONFLICT (customer_id, day) DO UPDATE SET "
+            "input_octets = radius_dailyusage.input_octets + EXCLUDED.input_octets, "
+            "output_octets = radius_dailyusage.output_octets + EXCLUDED.output_octets, "
+            "session_time = radius_dailyusage.session_time + EXCLUDED.session_time"
+        )
+        columns = list(zip(*[(c, t, d, i, o, t2) for (c, t, d), (i, o, t2) in rows], strict=True))
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [list(col) for col in columns])
+        return
+    placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
+    params: list = []
+    for (customer_id, tenant_id, day), (inp, out, secs) in rows:
+        params.extend([customer_id, tenant_id, day, inp, out, secs])
+    sql = (
+        "INSERT INTO radius_dailyusage (customer_id, tenant_id, day, input_octets, output_octets, session_time) "
+        f"VALUES {placeholders} ON CONFLICT (customer_id, day) DO UPDATE SET "
+        "input_octets = radius_dailyusage.input_octets + EXCLUDED.input_octets, "
+        "output_octets = radius_dailyusage.output_octets + EXCLUDED.output_octets, "
+        "session_time = radius_dailyusage.session_time + EXCLUDED.session_time"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _close_nas_sessions(record: AcctRecord) -> set[int]:
+    event = _dt(record.event_ts)
+    open_sessions = AccountingSession.objects.filter(nas_id=record.nas_id, stopped_at__isnull=True, started_at__lte=event)
+    customers = set(open_sessions.exclude(customer_id=None).values_list("customer_id", flat=True))
+    cause = "NAS-Reboot" if record.status == ON else "NAS-Request"
+    open_sessions.update(stopped_at=event, terminate_cause=cause)
+    return customers
+
+
+# ---------------------------------------------------------------------------
+
+
+Callback = Callable[[bool], None]
+
+
+def _run_callbacks(callbacks: list[Callback], ok: bool) -> None:
+    for callback in callbacks:
+        try:
+            callback(ok)
+        except Exception:
+            logger.exception("accounting callback failed")
+
+
+class AccountingWriter:
+    """The group-commit writer thread with its disk spool (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        spool_path: Path,
+        on_commit: Callable[[set[int]], None] | None = None,
+        batch_max: int = 1000,
+        auth_log_max_buffer: int = 50_000,
+        metrics=None,
+    ) -> None:
+        self.spool_path = Path(spool_path)
+        self.on_commit = on_commit
+        self.batch_max = batch_max
+        self.metrics = metrics
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._auth_log: list[AuthLog] = []
+        self._auth_log_lock = threading.Lock()
+        self._auth_log_max = auth_log_max_buffer
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._next_replay = 0.0
+        self.db_ok = True
+
+    # -- producer side (event loop thread) -------------------------------
+
+    def submit(self, record: AcctRecord, callback: Callback, loop=None) -> None:
+        """Queue a record; ``callback(ok)`` runs after its batch is committed (or
+        spooled), on ``loop``'s thread when a loop is given (one wake-up per batch)."""
+        self._queue.put((record, callback, loop))
+
+    def log_auth(self, entry: AuthLog) -> None:
+        with self._auth_log_lock:
+            if len(self._auth_log) >= self._auth_log_max:
+                del self._auth_log[: len(self._auth_log) // 10]
+                if self.metrics is not None:
+                    self.metrics.inc("auth_log_dropped")
+            self._auth_log.append(entry)
+        self._queue.put(None)  # wake the writer
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="radius-acct-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Flush what is queued, then stop."""
+        self._stopping.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    # -- writer thread ---------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                first = None
+                if self.spool_path.exists():
+                    self._replay_spool()
+                if self._stopping.is_set():
+                    return
+                continue
+            batch = [] if first is None else [first]
+            while len(batch) < self.batch_max:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    batch.append(item)
+            self._write(batch)
+            if self._stopping.is_set() and self._queue.empty():
+                self._write([])
+                return
+
+    def _write(self, batch: list) -> None:
+        with self._auth_log_lock:
+            auth_logs, self._auth_log = self._auth_log, []
+        records = [item[0] for item in batch]
+        if self.spool_path.exists() and not self._replay_spool():
+            self._spool(records)
+            self._finish(batch, True)
+            return
+        started = time.perf_counter()
+        try:
+            with transaction.atomic():
+                touched = apply_batch(records)
+                if auth_logs:
+                    AuthLog.objects.bulk_create(auth_logs, batch_size=2000)
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("accounting database unavailable (%s); spooling %d records", exc, len(records))
+            self._db_down()
+            self._spool(records)
+            self._finish(batch, True)
+            return
+        except DatabaseError:
+            # Not an outage but a record the database refuses: write the others one
+            # by one and keep the refused ones on disk for a person to look at.
+            logger.exception("accounting batch of %d records failed; retrying them one by one", len(records))
+            with contextlib.suppress(Exception):
+                connection.close()
+            touched = self._write_one_by_one(records)
+        self.db_ok = True
+        if self.metrics is not None and records:
+            self.metrics.inc("acct_commits")
+            self.metrics.inc("acct_records", len(records))
+            self.metrics.observe("acct_commit_seconds", time.perf_counter() - started)
+        self._after_commit(touched)
+        self._finish(batch, True)
+
+    def _write_one_by_one(self, records: list[AcctRecord]) -> set[int]:
+        touched: set[int] = set()
+        refused = []
+        for record in records:
+            try:
+                with transaction.atomic():
+                    touched |= apply_batch([record])
+            except (OperationalError, InterfaceError):
+                self._db_down()
+                self._spool([record])
+            except DatabaseError:
+                logger.exception("accounting record refused by the database: %r", record)
+                refused.append(record)
+        if refused:
+            self._spool(refused, path=self.spool_path.with_suffix(".refused.jsonl"))
+            if self.metrics is not None:
+                self.metrics.inc("acct_refused", len(refused))
+        return touched
+
+    def _after_commit(self, touched: set[int]) -> None:
+        if touched and self.on_commit is not None:
+            try:
+                self.on_commit(touched)
+            except Exception:
+                logger.warning("after-commit usage refresh failed", exc_info=True)
+
+    def _db_down(self) -> None:
+        self.db_ok = False
+        if self.metrics is not None:
+            self.metrics.inc("acct_db_errors")
+        with contextlib.suppress(Exception):
+            connection.close()
+
+    def _finish(self, batch: list, ok: bool) -> None:
+        by_loop: dict = {}
+        for _, callback, loop in batch:
+            if loop is None:
+                _run_callbacks([callback], ok)
+            else:
+                by_loop.setdefault(loop, []).append(callback)
+        for loop, callbacks in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_run_callbacks, callbacks, ok)
+            except RuntimeError:  # the loop is closed: nobody is left to answer
+                pass
+
+    def _spool(self, records: list[AcctRecord], path: Path | None = None) -> None:
+        if not records:
+            return
+        path = path or self.spool_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(asdict(record)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if self.metrics is not None and path == self.spool_path:
+            self.metrics.inc("acct_spooled", len(records))
+
+    def _replay_spool(self) -> bool:
+        """Replay the spool in order; True when it is empty afterwards.
+
+        After a failure the next attempt waits a second, so a long outage under
+        load does not re-read the growing spool for every batch."""
+        if not self.spool_path.exists():
+            return True
+        if time.monotonic() < self._next_replay:
+            return False
+        self._next_replay = time.monotonic() + 1.0
+        try:
+            lines = self.spool_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return True
+        records = []
+        for line in lines:
+            try:
+                records.append(AcctRecord(**json.loads(line)))
+            except (ValueError, TypeError):
+                logger.error("skipping an unreadable spool line: %r", line[:200])
+        try:
+            touched: set[int] = set()
+            with transaction.atomic():
+                for start in range(0, len(records), self.batch_max):
+                    touched |= apply_batch(records[start : start + self.batch_max])
+        except (OperationalError, InterfaceError):
+            self._db_down()
+            return False
+        except DatabaseError:
+            logger.exception("spool replay failed on a data error; replaying record by record")
+            with contextlib.suppress(Exception):
+                connection.close()
+            self.spool_path.unlink(missing_ok=True)
+            touched = self._write_one_by_one(records)
+            if self.spool_path.exists():  # the database went away meanwhile
+                return False
+        self.spool_path.unlink(missing_ok=True)
+        self.db_ok = True
+        self._next_replay = 0.0
+        logger.info("replayed %d spooled accounting records", len(records))
+        if self.metrics is not None:
+            self.metrics.inc("acct_replayed", len(records))
+        self._after_commit(touched)
+        return True

@@ -1,0 +1,97 @@
+"""`manage.py radiusd` as a real process: two workers on the same ports
+(SO_REUSEPORT), accounting, `--stats`, the Prometheus endpoint, clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from radius import crypto
+from radius.models import AccountingSession
+from radius.testing import PASSWORD, SECRET, UdpClient, access_request, accounting_request, build_world, status_server
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+BASE = Path(__file__).resolve().parents[2]
+PPP = [("Service-Type", 2), ("Framed-Protocol", 1)]
+
+
+def free_port(kind=socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_for(tmp_path) -> dict:
+    db = django_settings.DATABASES["default"]
+    env = dict(os.environ)
+    env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env["ISP_VAR_DIR"] = str(tmp_path)
+    env["DEBUG"] = "true"
+    return env
+
+
+def manage(*args, env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BASE / "manage.py"), *args], env=env, cwd=BASE, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_radiusd_two_workers(tmp_path):
+    build_world()
+    auth_port, acct_port, metrics_port = free_port(), free_port(), free_port(socket.SOCK_STREAM)
+    env = env_for(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, str(BASE / "manage.py"), "radiusd", "--bind", "127.0.0.1", "--auth-port", str(auth_port),
+         "--acct-port", str(acct_port), "--workers", "2", "--metrics-port", str(metrics_port)],
+        env=env, cwd=BASE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 40
+        up = False
+        while time.monotonic() < deadline and not up:
+            with UdpClient(auth_port, timeout=0.3) as c:
+                up = c.ask(status_server(SECRET)) is not None
+        assert up, "radiusd did not come up"
+        time.sleep(1.0)  # let the second worker bind too
+        accepted = 0
+        for _ in range(20):  # different source ports spread over the workers
+            with UdpClient(auth_port) as c:
+                raw, _ = access_request("alice", SECRET, password=PASSWORD, extra=PPP)
+                reply = c.ask(raw)
+                accepted += reply is not None and reply[0] == crypto.ACCESS_ACCEPT
+        assert accepted == 20
+        with UdpClient(acct_port) as c:
+            reply = c.ask(accounting_request(SECRET, "start", username="alice", session_id="proc-1"))
+            assert reply is not None and reply[0] == crypto.ACCOUNTING_RESPONSE
+        assert AccountingSession.objects.filter(acct_session_id="proc-1").exists()
+        time.sleep(1.5)  # stats files are written every second
+
+        stats = manage("radiusd", "--stats", "--json", env=env)
+        assert stats.returncode == 0, stats.stderr
+        data = json.loads(stats.stdout)
+        assert data["workers"] == 2
+        assert data["counters"]["accepts"] == 20
+        assert data["counters"]["acct{start}"] == 1
+
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        assert "radius_accepts_total 20" in text
+        assert 'radius_auth_latency_seconds_bucket{le="+Inf"} 20' in text
+        assert "radius_workers 2" in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, proc.stdout.read() if proc.stdout else ""
