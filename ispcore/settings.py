@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from pathlib import Path
 
 from celery.schedules import crontab
@@ -193,6 +194,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# RADIUS server (radius/): every value has a default in the code; these are the ones an
+# operator tunes. The reject delay slows password guessing (FreeRADIUS does the same).
+RADIUS_REJECT_DELAY = env_int("RADIUS_REJECT_DELAY_MS", 1000, minimum=0, maximum=10000) / 1000
+RADIUS_WORKERS = env_int("RADIUS_WORKERS", os.cpu_count() or 1, minimum=1, maximum=64)
 
 # Demo and first-run conveniences.
 WEB_PORT = env_int("WEB_PORT", 8000, minimum=1, maximum=65535)
