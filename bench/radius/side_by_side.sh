@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Side by side: FreeRADIUS+SQL then our radiusd, same PostgreSQL, same 100k users, same load generator.
 set -u
-cd /work/main
+cd "$(dirname "$0")/../.."
+# Needs: bench/freeradius/setup.sh done, and database isp_radius_bench seeded with
+# `manage.py seed_scale --customers 100000` under the DEBUG default keys below.
 OUT=${OUT:-/tmp/cmp.jsonl}; rm -f "$OUT"
 bench/freeradius/start.sh
 OUT=$OUT bench/freeradius/measure.sh > /tmp/cmp-fr.log 2>&1
