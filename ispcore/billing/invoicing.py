@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ispcore.catalog.models import Package
+from ispcore.core.bulk import bulk_set
 from ispcore.core.models import AuditEvent, JobRun, OutboxEvent
 from ispcore.core.money import MONEY_PLACES
 from ispcore.subscribers import lifecycle
@@ -103,7 +104,7 @@ def create_invoices(customer_ids: list[int], period: date, *, run: JobRun | None
         flip = [w for w in locked.values() if not w.unbounded]
         for w in flip:
             w.unbounded = True
-        Wallet.objects.bulk_update(flip, ["unbounded"], batch_size=2000)
+        bulk_set(flip, ["unbounded"])
         issued = timezone.now()
         due = timezone.localdate(issued, tenant.tzinfo) + timedelta(days=tenant.invoice_due_days)
         prices: dict[tuple[int, int], Decimal] = {}
@@ -147,7 +148,7 @@ def create_invoices(customer_ids: list[int], period: date, *, run: JobRun | None
             billed.append(inv)
         for inv, txn in zip(billed, post_transactions(postings), strict=True):
             inv.transaction = txn
-        Invoice.objects.bulk_update(billed, ["transaction"], batch_size=2000)
+        bulk_set(billed, ["transaction"])
         AuditEvent.objects.bulk_create([
             AuditEvent(tenant_id=tenant.id, action="invoice.issued", object_type="billing.invoice",
                        object_id=str(inv.pk), data={"total": str(inv.total)}) for inv in invoices], batch_size=5000)

@@ -14,6 +14,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from ispcore.core import audit
+from ispcore.core.bulk import bulk_set
 from ispcore.core.models import AuditEvent
 from ispcore.core.money import to_money
 
@@ -196,7 +197,7 @@ def post_transactions(postings: Sequence[Posting], *, actor=None) -> list[Ledger
         for w in changed:
             assert_locked(w)
             w.balance, w.updated_at = balances[w.pk], now
-        Wallet.objects.bulk_update(changed, ["balance", "updated_at"], batch_size=2000)
+        bulk_set(changed, ["balance", "updated_at"])
         AuditEvent.objects.bulk_create([
             AuditEvent(tenant_id=txn.tenant_id, actor_id=actor_id, action="ledger.post",
                        object_type="billing.ledgertransaction", object_id=str(txn.pk),
