@@ -180,6 +180,7 @@ CELERY_BEAT_SCHEDULE = {
     "monthly-billing": {"task": "billing.monthly_billing_tick", "schedule": 300.0},
     "suspend-overdue": {"task": "billing.suspend_overdue", "schedule": crontab(minute=10)},
     "cards-expire": {"task": "cards.expire_cards", "schedule": crontab(minute=7)},
+    "mikrotik-sync": {"task": "mikrotik.sync_all_routers", "schedule": crontab(minute="*/15")},
     "radius-close-stale-sessions": {"task": "radius.close_stale_sessions", "schedule": crontab(minute="*/5")},
     "ledger-consistency-check": {
         "task": "billing.check_ledger_consistency",
