@@ -365,11 +365,19 @@ def mschapv2_verify(username: bytes, password: str, authenticator_challenge: byt
     :param ms_chap2_response: the MS-CHAP2-Response value (50 octets).
     :return: whether the NT-Response matches; ``False`` for malformed values.
     """
+    return mschapv2_verify_hash(username, nt_password_hash(password), authenticator_challenge, ms_chap2_response)
+
+
+def mschapv2_verify_hash(
+    username: bytes, password_hash: bytes, authenticator_challenge: bytes, ms_chap2_response: bytes
+) -> bool:
+    """:func:`mschapv2_verify` with the NT password hash already computed (the server
+    computes it once per customer instead of three times per login)."""
     if len(authenticator_challenge) != 16 or len(ms_chap2_response) != MS_CHAP2_RESPONSE_LENGTH:
         return False
     _, _, peer_challenge, nt_response = parse_ms_chap2_response(ms_chap2_response)
-    expected = generate_nt_response(authenticator_challenge, peer_challenge, username, password)
-    return hmac.compare_digest(expected, nt_response)
+    challenge = challenge_hash(peer_challenge, authenticator_challenge, username)
+    return hmac.compare_digest(challenge_response(challenge, password_hash), nt_response)
 
 
 def mschapv2_success(username: bytes, password: str, authenticator_challenge: bytes, ms_chap2_response: bytes) -> bytes:
@@ -379,9 +387,16 @@ def mschapv2_success(username: bytes, password: str, authenticator_challenge: by
     response (RFC 2759 section 8.7, RFC 2548 section 2.3.3): 43 octets.
     Call it only after :func:`mschapv2_verify` succeeded.
     """
+    return mschapv2_success_hash(username, nt_password_hash(password), authenticator_challenge, ms_chap2_response)
+
+
+def mschapv2_success_hash(
+    username: bytes, password_hash: bytes, authenticator_challenge: bytes, ms_chap2_response: bytes
+) -> bytes:
+    """:func:`mschapv2_success` with the NT password hash already computed."""
     ident, _, peer_challenge, nt_response = parse_ms_chap2_response(ms_chap2_response)
     auth_response = generate_authenticator_response(
-        nt_password_hash(password), nt_response, peer_challenge, authenticator_challenge, username
+        password_hash, nt_response, peer_challenge, authenticator_challenge, username
     )
     return bytes((ident,)) + auth_response
 
@@ -461,7 +476,12 @@ def mppe_keys(password: str, nt_response: bytes) -> tuple[bytes, bytes]:
 
     These are the plaintext values of MS-MPPE-Send-Key and MS-MPPE-Recv-Key.
     """
-    master = mppe_master_key(hash_nt_password_hash(nt_password_hash(password)), nt_response)
+    return mppe_keys_hash(nt_password_hash(password), nt_response)
+
+
+def mppe_keys_hash(password_hash: bytes, nt_response: bytes) -> tuple[bytes, bytes]:
+    """:func:`mppe_keys` with the NT password hash already computed."""
+    master = mppe_master_key(hash_nt_password_hash(password_hash), nt_response)
     return (
         mppe_asymmetric_start_key(master, send=True),
         mppe_asymmetric_start_key(master, send=False),
@@ -542,7 +562,14 @@ def mppe_key_attributes(
     :param request_authenticator: of the Access-Request being answered.
     :param nt_response: the 24 octet NT-Response of the MS-CHAP2-Response.
     """
-    send_key, recv_key = mppe_keys(password, nt_response)
+    return mppe_key_attributes_hash(secret, request_authenticator, nt_response, nt_password_hash(password))
+
+
+def mppe_key_attributes_hash(
+    secret: bytes, request_authenticator: bytes, nt_response: bytes, password_hash: bytes
+) -> tuple[bytes, bytes]:
+    """:func:`mppe_key_attributes` with the NT password hash already computed."""
+    send_key, recv_key = mppe_keys_hash(password_hash, nt_response)
     send_salt = _new_salt()
     recv_salt = _new_salt(exclude=send_salt)
     return (

@@ -90,10 +90,21 @@ class CustomerEntry:
     open_sessions: int = 0
     used_bytes: int = 0
     used_seconds: int = 0
+    #: MD4 of the UTF-16 password, computed on the first MS-CHAPv2 login and kept with the
+    #: entry (a snapshot reload after a password change makes a new entry).
+    _nt_hash: bytes | None = None
 
     @property
     def password_bytes(self) -> bytes:
         return self.password.encode("utf-8")
+
+    @property
+    def nt_hash(self) -> bytes:
+        if self._nt_hash is None:
+            from . import crypto
+
+            self._nt_hash = crypto.nt_password_hash(self.password)
+        return self._nt_hash
 
 
 _clients: dict = {}
