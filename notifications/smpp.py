@@ -339,16 +339,23 @@ class ShortMessage:
     tlvs: dict[int, bytes]
 
 
-def decode_sm(body: bytes) -> ShortMessage:
-    """Decode a submit_sm / deliver_sm body. Raises :class:`PduError`."""
+def _read_sm_header(body: bytes, address_length: int) -> tuple[tuple, int]:
+    """service_type, source and destination addresses and esm_class: the head that
+    submit_sm, deliver_sm (addresses up to 21 octets) and data_sm (65) share."""
     service_type, o = _read_cstring(body, 0, 6, "service_type")
     source_ton, o = _read_byte(body, o, "source_addr_ton")
     source_npi, o = _read_byte(body, o, "source_addr_npi")
-    source_addr, o = _read_cstring(body, o, 21, "source_addr")
+    source_addr, o = _read_cstring(body, o, address_length, "source_addr")
     dest_ton, o = _read_byte(body, o, "dest_addr_ton")
     dest_npi, o = _read_byte(body, o, "dest_addr_npi")
-    destination_addr, o = _read_cstring(body, o, 21, "destination_addr")
+    destination_addr, o = _read_cstring(body, o, address_length, "destination_addr")
     esm_class, o = _read_byte(body, o, "esm_class")
+    return (service_type, source_ton, source_npi, source_addr, dest_ton, dest_npi, destination_addr, esm_class), o
+
+
+def decode_sm(body: bytes) -> ShortMessage:
+    """Decode a submit_sm / deliver_sm body. Raises :class:`PduError`."""
+    head, o = _read_sm_header(body, 21)
     protocol_id, o = _read_byte(body, o, "protocol_id")
     priority_flag, o = _read_byte(body, o, "priority_flag")
     schedule, o = _read_cstring(body, o, 17, "schedule_delivery_time")
@@ -365,28 +372,19 @@ def decode_sm(body: bytes) -> ShortMessage:
     if not short_message and TAG_MESSAGE_PAYLOAD in tlvs:
         short_message = tlvs[TAG_MESSAGE_PAYLOAD]
     return ShortMessage(
-        service_type, source_ton, source_npi, source_addr, dest_ton, dest_npi, destination_addr,
-        esm_class, protocol_id, priority_flag, schedule, validity, registered_delivery, replace_flag,
+        *head, protocol_id, priority_flag, schedule, validity, registered_delivery, replace_flag,
         coding, default_msg_id, short_message, tlvs,
     )
 
 
 def decode_data_sm(body: bytes) -> ShortMessage:
     """Decode a data_sm body into the same shape as :func:`decode_sm`."""
-    service_type, o = _read_cstring(body, 0, 6, "service_type")
-    source_ton, o = _read_byte(body, o, "source_addr_ton")
-    source_npi, o = _read_byte(body, o, "source_addr_npi")
-    source_addr, o = _read_cstring(body, o, 65, "source_addr")
-    dest_ton, o = _read_byte(body, o, "dest_addr_ton")
-    dest_npi, o = _read_byte(body, o, "dest_addr_npi")
-    destination_addr, o = _read_cstring(body, o, 65, "destination_addr")
-    esm_class, o = _read_byte(body, o, "esm_class")
+    head, o = _read_sm_header(body, 65)
     registered_delivery, o = _read_byte(body, o, "registered_delivery")
     coding, o = _read_byte(body, o, "data_coding")
     tlvs = decode_tlvs(body, o)
     return ShortMessage(
-        service_type, source_ton, source_npi, source_addr, dest_ton, dest_npi, destination_addr,
-        esm_class, 0, 0, "", "", registered_delivery, 0, coding, 0, tlvs.get(TAG_MESSAGE_PAYLOAD, b""), tlvs,
+        *head, 0, 0, "", "", registered_delivery, 0, coding, 0, tlvs.get(TAG_MESSAGE_PAYLOAD, b""), tlvs,
     )
 
 
