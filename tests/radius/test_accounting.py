@@ -18,7 +18,7 @@ from radius.accounting import session_unique_id
 from radius.models import AccountingSession, DailyUsage
 from radius.packet import decode
 from radius.runner import ThreadedServer
-from radius.testing import PASSWORD, SECRET, UdpClient, access_request, accounting_request, build_world
+from radius.testing import PASSWORD, SECRET, UdpClient, access_request, accounting_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,17 +27,9 @@ PPP = [("Service-Type", 2), ("Framed-Protocol", 1)]
 
 
 @pytest.fixture
-def world(tmp_path, settings):
-    settings.RADIUS_VAR_DIR = tmp_path
-    return build_world()
-
-
-@pytest.fixture
 def server(world, tmp_path):
-    srv = ThreadedServer(reject_delay=0, state_dir=tmp_path, sync=False)
-    srv.start()
-    yield srv
-    srv.stop()
+    with ThreadedServer(reject_delay=0, state_dir=tmp_path, sync=False) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pyrad.packet import Packet as PyradPacket
 from radius import crypto
 from radius.packet import decode
 from radius.runner import ThreadedServer
-from radius.testing import PASSWORD, SECRET, UdpClient, access_request, build_world, status_server
+from radius.testing import PASSWORD, SECRET, UdpClient, access_request, status_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,17 +23,9 @@ HOTSPOT = [("Service-Type", 1)]
 
 
 @pytest.fixture
-def world(tmp_path, settings):
-    settings.RADIUS_VAR_DIR = tmp_path
-    return build_world()
-
-
-@pytest.fixture
 def server(world, tmp_path):
-    srv = ThreadedServer(reject_delay=0.05, state_dir=tmp_path, sync=False)
-    srv.start()
-    yield srv
-    srv.stop()
+    with ThreadedServer(reject_delay=0.05, state_dir=tmp_path, sync=False) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -18,17 +18,11 @@ from radius import crypto
 from radius.packet import decode
 from radius.runner import ThreadedServer
 from radius.snapshot import Snapshot, channel
-from radius.testing import PASSWORD, SECRET, UdpClient, access_request, build_world
+from radius.testing import PASSWORD, SECRET, UdpClient, access_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PPP = [("Service-Type", 2), ("Framed-Protocol", 1)]
-
-
-@pytest.fixture
-def world(tmp_path, settings):
-    settings.RADIUS_VAR_DIR = tmp_path
-    return build_world()
 
 
 @pytest.fixture
