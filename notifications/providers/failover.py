@@ -57,6 +57,7 @@ class FailoverRoute:
         self.name = name
         self._order: tuple[SmsProvider, ...] = tuple(providers)
         self._lock = threading.Lock()
+        self._started = False
 
     @property
     def providers(self) -> tuple[SmsProvider, ...]:
@@ -86,7 +87,15 @@ class FailoverRoute:
             self._order = tuple(self.provider(n) for n in names)
 
     def start(self) -> None:
-        """Start every provider (SMPP binds); one that fails to start is logged and tried last."""
+        """Start every provider (SMPP binds); one that fails to start is logged and tried last.
+
+        The first :meth:`submit` calls it, so an SMPP default is bound (and
+        preferred) before a provider that needs no bind is chosen over it.
+        """
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
         for provider in self._order:
             try:
                 provider.start()
@@ -104,6 +113,8 @@ class FailoverRoute:
         Raises ProviderUnavailable (naming every provider's reason) when none
         does; ValueError for a bad number or text, from the first provider tried.
         """
+        if not self._started:
+            self.start()
         order = self._order
         candidates = [p for p in order if p.available] + [p for p in order if not p.available]
         skipped: list[tuple[str, str]] = []
