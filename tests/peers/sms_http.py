@@ -384,6 +384,7 @@ def _read_params(handler: BaseHTTPRequestHandler) -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
+    wbufsize = -1  # status line, headers and body leave in one write (flushed after each request)
     simulator: HttpSmsSimulator
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -426,6 +427,7 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True
+            wbufsize = -1
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
