@@ -119,7 +119,7 @@ PROFILES: Final[Mapping[str, Mapping[str, Any]]] = {
             "success": ["200"],
             "duplicate": ["4022"],
             "temporary": ["4029"],
-            "unavailable": ["4001", "4003", "4025", "4030"],
+            "unavailable": ["4001", "4003", "4010", "4025", "4030"],
         },
         "balance": {
             "url": "{base_url}/api/v3/balance",
@@ -660,7 +660,12 @@ class HttpProvider(SmsProvider):
     # -- webhooks -------------------------------------------------------------------------------
 
     def handle_callback(self, data: Mapping[str, Any]) -> list[DeliveryReceipt | IncomingMessage]:
-        """Parse one webhook (delivery report or incoming SMS); ValueError for one that cannot be used."""
+        """Parse one webhook (delivery report or incoming SMS); ValueError for one that cannot be used.
+
+        An exception from ``on_receipt`` / ``on_incoming`` propagates: the
+        webhook view then answers 5xx and the provider pushes the event again
+        later (as an SMSC redelivers a deliver_sm answered with an error).
+        """
         if not isinstance(data, Mapping):
             raise ValueError(f"callback body must be an object, not {type(data).__name__}")
         rule = self.callback

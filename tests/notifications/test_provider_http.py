@@ -116,6 +116,15 @@ def test_provider_failures_raise_unavailable_and_mark_it_down(sim, setup, messag
     assert provider.available
 
 
+def test_request_the_provider_cannot_read_is_a_provider_level_error(sim):
+    # A params template that misses a field the API needs is our configuration, not the message.
+    provider = HttpProvider("bd", bd(sim, params={"api_token": "{api_token}", "msisdn": "{to}", "sms": "{text}",
+                                                  "csms_id": "{ref}"}))
+    with pytest.raises(ProviderUnavailable, match="provider error 4010: missing field\\(s\\): sid"):
+        provider.submit(NUMBER, "ISP", "hello", ref=1)
+    assert sim.messages == []
+
+
 def test_connection_refused_is_unavailable():
     provider = HttpProvider("bd", bd(f"http://127.0.0.1:{closed_port()}"))
     with pytest.raises(ProviderUnavailable, match="cannot reach"):
@@ -355,3 +364,6 @@ def test_webhook_status_words_map_to_states(sim):
         [receipt] = provider.handle_callback({"reference_id": "00FF", "status": word})
         assert dlr.receipt_state(receipt) is state, word
         assert receipt.message_key == "ff"
+    # A form-encoded webhook parsed into one-item lists reads the same.
+    [form] = provider.handle_callback({"reference_id": ["00FF"], "status": ["Expired"], "csms_id": ["m9"]})
+    assert (form.message_key, dlr.receipt_state(form), form.client_ref) == ("ff", dlr.State.EXPIRED, "m9")
