@@ -144,10 +144,10 @@ def test_no_answer_is_unknown_without_client_reference_dedup(sim):
 
 
 def test_duplicate_client_reference_is_not_sent_twice(sim):
-    provider = HttpProvider("bd", bd(sim, timeout=0.3))
+    provider = HttpProvider("bd", bd(sim, timeout=0.6))
     # The first request gets no answer in time; with dedup the provider asks again on a fresh
     # connection with the same csms_id; the simulator sends the message once.
-    sim.delay_next(1, 0.8)
+    sim.delay_next(1, 1.5)
     [part] = results(provider.submit(NUMBER, "ISP", "Payment received", ref="pay-42"))
     assert part.outcome is Outcome.ACCEPTED and part.message_key == "a1b2c3"
     assert sim.wait_for(lambda: len(sim.requests) == 2, timeout=3)
