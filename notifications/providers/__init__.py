@@ -12,10 +12,12 @@ from .base import (
     ReceiptHandler,
     SmsProvider,
 )
+from .failover import FailoverRoute, RoutedSubmit
+from .http import PROFILES, HttpProvider
 from .smpp import SmppProvider
 
 #: kind -> class; a new provider kind registers itself here.
-PROVIDER_KINDS: dict[str, type[SmsProvider]] = {SmppProvider.kind: SmppProvider}
+PROVIDER_KINDS: dict[str, type[SmsProvider]] = {SmppProvider.kind: SmppProvider, HttpProvider.kind: HttpProvider}
 
 
 def build_provider(kind: str, name: str, settings: Mapping[str, Any], *,
@@ -30,6 +32,6 @@ def build_provider(kind: str, name: str, settings: Mapping[str, Any], *,
 
 
 __all__ = [
-    "PROVIDER_KINDS", "IncomingHandler", "ProviderConfigError", "ProviderError", "ProviderUnavailable",
-    "ReceiptHandler", "SmppProvider", "SmsProvider", "build_provider",
+    "PROFILES", "PROVIDER_KINDS", "FailoverRoute", "HttpProvider", "IncomingHandler", "ProviderConfigError", "ProviderError", "ProviderUnavailable",
+    "ReceiptHandler", "RoutedSubmit", "SmppProvider", "SmsProvider", "build_provider",
 ]
