@@ -11,16 +11,18 @@ import pytest
 from ipam import services as ipam_services
 from ispcore.accounts.services import create_tenant
 from ispcore.catalog.services import create_package, update_package
-from ispcore.core.models import JobRun
 from ispcore.subscribers.services import create_nas
 from mikrotik import tasks
 from mikrotik.client import RouterAuthError, connect
+from mikrotik.models import RouterSyncRun
 from mikrotik.sync import (
     HOTSPOT_PROFILE,
     IP_POOL,
     IPV6_POOL,
     MENUS,
     PPP_PROFILE,
+    RADIUS,
+    RADIUS_INCOMING,
     desired_state,
     diff,
     drift_report,
@@ -156,15 +158,15 @@ def test_first_sync_creates_everything_then_second_sync_only_prints(world, nas, 
     pd = router.item(IPV6_POOL, "pd-pool")
     assert (pd["prefix"], pd["prefix-length"]) == ("2001:db8:100::/48", "56")
     assert router.item(PPP_PROFILE, "default") is not None  # built-ins untouched
-    job = JobRun.objects.get(pk=result.job_run_id)
-    assert (job.kind, job.key, job.status, job.errors) == ("mikrotik_sync", str(nas.pk), "succeeded", [])
-    assert job.result["added"] == 7 and job.finished_at is not None
+    run = RouterSyncRun.objects.get(pk=result.run_id)
+    assert (run.nas_id, run.trigger, run.status, run.errors, run.error) == (nas.pk, "manual", "succeeded", [], "")
+    assert run.added == 7 and run.finished_at is not None and len(run.changes) == 7
 
     router.reset_counts()
     again = sync_router(nas)
     assert again.counts() == {"added": 0, "updated": 0, "removed": 0, "unchanged": 7, "errors": 0}
     assert again.in_sync
-    assert dict(router.command_counts) == {menu: 1 for menu in MENUS}
+    assert dict(router.command_counts) == {menu: 1 for menu in MENUS if menu not in (RADIUS, RADIUS_INCOMING)}
     assert {command.verb for command in router.commands} == {"print"}
 
 
@@ -237,7 +239,7 @@ def test_seeded_router_drift_and_unmanaged_items(world, nas, router):
         (PPP_PROFILE, f"pkg-{world['both'].pk}", "conflict")
     ]
     assert (result.updated, result.removed) == (1, 1)
-    assert JobRun.objects.get(pk=result.job_run_id).status == "failed"
+    assert RouterSyncRun.objects.get(pk=result.run_id).status == "failed"
 
 
 def test_trap_on_one_profile_does_not_stop_the_others(world, nas, router):
@@ -250,8 +252,9 @@ def test_trap_on_one_profile_does_not_stop_the_others(world, nas, router):
     assert router.item(PPP_PROFILE, f"pkg-{basic.pk}") is None
     assert router.item(PPP_PROFILE, f"pkg-{both.pk}") is not None
     assert router.item(IPV6_POOL, "pd-pool") is not None
-    job = JobRun.objects.get(pk=result.job_run_id)
-    assert job.status == "failed" and job.errors == result.errors
+    run = RouterSyncRun.objects.get(pk=result.run_id)
+    assert run.status == "failed" and run.errors == result.errors and run.error == ""
+    assert "failure: rate-limit rejected" in run.summary
 
     healed = sync_router(nas)  # the trap fired once; the next sync fills the gap
     assert healed.ok and healed.added == 1 and healed.unchanged == 6
@@ -273,8 +276,8 @@ def test_dropped_connection_is_retried_and_ends_right(world, nas, router, apply)
     assert drift_report(nas).in_sync
     for menu, items in desired_state(nas).items():
         assert len(managed(router, menu)) == len(items)
-    job = JobRun.objects.get(pk=result.job_run_id)
-    assert job.status == "succeeded" and job.result["attempts"] == 2
+    run = RouterSyncRun.objects.get(pk=result.run_id)
+    assert run.status == "succeeded" and run.attempts == 2
 
 
 def test_given_connection_lost_mid_sync_retries_on_a_new_one(world, nas, router):
@@ -288,8 +291,9 @@ def test_permanent_error_is_recorded_and_raised(world, nas, router):
     nas.api_password = "wrong"
     with pytest.raises(RouterAuthError):
         sync_router(nas, backoff=0)
-    job = JobRun.objects.filter(kind="mikrotik_sync", key=str(nas.pk)).latest("id")
-    assert job.status == "failed" and job.errors[-1]["error"] == "RouterAuthError"
+    run = RouterSyncRun.objects.filter(nas=nas).latest("id")
+    assert run.status == "failed" and run.error.startswith("RouterAuthError: ")
+    assert "refused the API login" in run.error and run.summary.startswith("failed: RouterAuthError")
     assert router.logins == 0
 
 
@@ -300,8 +304,8 @@ def test_transient_errors_exhaust_retries_then_raise(world, nas, router):
     router.stop()
     with pytest.raises(RouterUnreachable):
         sync_router(nas, port=port, attempts=2, backoff=0, timeout=1)
-    job = JobRun.objects.filter(kind="mikrotik_sync", key=str(nas.pk)).latest("id")
-    assert job.status == "failed" and job.result["attempts"] == 2
+    run = RouterSyncRun.objects.filter(nas=nas).latest("id")
+    assert run.status == "failed" and run.attempts == 2 and run.error.startswith("RouterUnreachable: ")
 
 
 def test_task_lock_prevents_concurrent_sync(world, nas, router):
@@ -342,5 +346,5 @@ def test_sync_all_routers_queues_every_mikrotik_with_credentials(monkeypatch):
     subscribers.create_nas(actor=su, tenant=tenant, name="c", ip_address="192.0.2.52", secret="secret99",
                            api_username="api", api_password="pw", nas_type="other")
     queued = []
-    monkeypatch.setattr(tasks.sync_router, "delay", queued.append)
-    assert tasks.sync_all_routers() == 1 and queued == [with_api.pk]
+    monkeypatch.setattr(tasks.sync_router, "delay", lambda *args: queued.append(args))
+    assert tasks.sync_all_routers() == 1 and queued == [(with_api.pk, "beat")]

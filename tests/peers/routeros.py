@@ -425,7 +425,8 @@ class RouterOSSimulator:
     * :meth:`drop_connection_after` to close the connection after N more
       commands, optionally applying the command or sending ``!fatal`` first;
     * :attr:`login_hangs` to never answer ``/login``; :attr:`hang_menus` to
-      never answer commands on the listed menus;
+      never answer commands on the listed menus; :attr:`slow_menus` (menu ->
+      seconds) to answer commands on a menu only after that delay;
     * :attr:`command_counts` (per menu), :attr:`commands` (full log),
       :attr:`connections_accepted`, :attr:`logins`, :meth:`reset_counts`.
     """
@@ -459,6 +460,7 @@ class RouterOSSimulator:
         self.ssl_context = ssl_context
         self.login_hangs = False
         self.hang_menus: set[str] = set()
+        self.slow_menus: dict[str, float] = {}
         self.command_counts: Counter[str] = Counter()
         self.commands: list[Command] = []
         self.connections_accepted = 0
@@ -813,6 +815,9 @@ class RouterOSSimulator:
             return _DROP, [["!fatal", "connection dropped by test"]] if drop.fatal else []
         if menu in self.hang_menus:
             return _HANG, []
+        delay = self.slow_menus.get(menu)
+        if delay:
+            self._stopping.wait(delay)  # outside the lock: other connections go on meanwhile
         return _REPLY, self._execute(menu, verb, attrs, queries)
 
     def _login(self, session: _Session, attrs: dict[str, str]) -> list[list[str]]:
