@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from decimal import Decimal
 
 import pytest
 
 from ipam import services as ipam_services
 from ispcore.accounts.services import create_tenant
-from ispcore.catalog.services import create_package, update_package
+from ispcore.catalog.services import update_package
 from ispcore.subscribers.services import create_nas
 from mikrotik import tasks
 from mikrotik.client import RouterAuthError, connect
@@ -28,38 +26,10 @@ from mikrotik.sync import (
     drift_report,
     sync_router,
 )
-from tests.peers.routeros import RouterOSSimulator
 
-USER, PASSWORD = "billing", "pa55"
+from .conftest import PASSWORD, USER, make_package, managed
+
 _seq = itertools.count(1)
-
-
-@pytest.fixture(autouse=True)
-def _no_radius(monkeypatch):
-    """IPAM services notify RADIUS through Redis on commit; not needed here."""
-    monkeypatch.setattr(ipam_services, "_publish", lambda tenant_id, customer_ids: None)
-
-
-@pytest.fixture
-def router() -> Iterator[RouterOSSimulator]:
-    with RouterOSSimulator(username=USER, password=PASSWORD) as sim:
-        yield sim
-
-
-@pytest.fixture
-def tenant(db):
-    return create_tenant(actor=None, name="Sync Net", slug=f"sync-{next(_seq)}")
-
-
-@pytest.fixture
-def nas(tenant, router):
-    return create_nas(actor=None, tenant=tenant, name="core-1", ip_address="127.0.0.1", secret="s3cret-123",
-                      api_username=USER, api_password=PASSWORD, api_port=router.port)
-
-
-def make_package(tenant, name, types, up, down, **fields):
-    return create_package(actor=None, tenant=tenant, customer_types=types, name=name, billing_mode="monthly",
-                          price=Decimal("500"), upload_kbps=up, download_kbps=down, **fields)
 
 
 @pytest.fixture
@@ -77,10 +47,6 @@ def world(tenant, nas):
     v6 = ipam_services.create_prefix(actor=None, tenant=tenant, network="2001:db8:100::/48", role="ipv6_delegated",
                                      nas=nas, delegated_prefixlen=56, name="pd-pool")
     return {"basic": basic, "both": both, "hot": hot, "named": named, "unnamed": unnamed, "v6": v6}
-
-
-def managed(router: RouterOSSimulator, menu: str) -> dict[str, dict[str, str]]:
-    return {item["name"]: item for item in router.items(menu) if item.get("comment", "").startswith("isp:")}
 
 
 def test_desired_state_from_database(world, nas):
