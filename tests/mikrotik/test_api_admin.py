@@ -146,3 +146,22 @@ def test_router_admin_page_shows_an_unreachable_router_error(users, nas, router)
     assert client.login(username=users["admin"].username, password=PW)
     html = client.get(f"/admin/subscribers/nas/{nas.pk}/change/").content.decode()
     assert "RouterUnreachable" in html and "refused the connection" in html
+
+
+def test_admin_sets_api_only_mode_on_the_routers_page(users, tenant, nas):
+    from mikrotik.models import RouterSettings
+
+    client = Client()
+    assert client.login(username=users["admin"].username, password=PW)
+    form = {"name": nas.name, "ip_address": nas.ip_address, "secret": "", "nas_type": "mikrotik",
+            "require_message_authenticator": "on", "coa_port": 3799, "api_username": nas.api_username,
+            "api_password": "", "api_port": nas.api_port, "api_verify_tls": "on", "is_active": "on",
+            "mikrotik_settings-TOTAL_FORMS": 1, "mikrotik_settings-INITIAL_FORMS": 0,
+            "mikrotik_settings-MIN_NUM_FORMS": 0, "mikrotik_settings-MAX_NUM_FORMS": 1,
+            "mikrotik_settings-0-access_mode": "api_only", "mikrotik_settings-0-radius_address": "",
+            "mikrotik_settings-0-nas": nas.pk}
+    response = client.post(f"/admin/subscribers/nas/{nas.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert RouterSettings.objects.get(nas=nas).access_mode == "api_only"
+    nas.refresh_from_db()
+    assert nas.secret == "s3cret-123"  # an empty secret field keeps the stored one
