@@ -282,7 +282,7 @@ MENUS: dict[str, MenuSpec] = {
         booleans=frozenset({"accept"}),
     ),
     "/ip/firewall/address-list": MenuSpec(
-        unique=("list", "address"),
+        unique=("address", "list"),
         duplicate_message="failure: already have such entry",
         defaults={"list": "", "address": "", "dynamic": "false", "disabled": "false"},
         booleans=frozenset({"disabled", "dynamic"}),
@@ -477,6 +477,7 @@ class RouterOSSimulator:
         self._started_at = time.monotonic()
         self._tree: dict[str, list[dict[str, str]]] = {}
         self._next_id: dict[str, int] = {}
+        self._seeded_ids: dict[str, int] = {}  # per menu, the highest id an item brought with it
         self._injections: list[_Injection] = []
         self._drop: _Drop | None = None
         self.reset()
@@ -528,6 +529,7 @@ class RouterOSSimulator:
         with self._lock:
             self._tree = {menu: [] for menu in MENUS}
             self._next_id = dict.fromkeys(MENUS, 1)
+            self._seeded_ids = {}
             self._injections = []
             self._drop = None
             for menu, spec in MENUS.items():
@@ -557,6 +559,7 @@ class RouterOSSimulator:
                 for menu, items in FACTORY_ITEMS.items():
                     for item in items:
                         self._tree[menu].append(self._with_defaults(menu, item))
+                        self._seeded_ids[menu] = max(self._seeded_ids.get(menu, -1), _id_number(item[".id"]) or 0)
 
     def seed(self, menu: str, *items: Mapping[str, str]) -> list[str]:
         """Put items into a menu directly (no uniqueness check); returns their ids.
@@ -577,6 +580,9 @@ class RouterOSSimulator:
                 new = self._with_defaults(menu, item)
                 if ".id" not in new:
                     new = {".id": self._allocate_id(menu), **new}
+                else:
+                    number = _id_number(new[".id"]) or 0
+                    self._seeded_ids[menu] = max(self._seeded_ids.get(menu, -1), number)
                 self._tree[menu].append(new)
                 ids.append(new[".id"])
             return ids
@@ -649,8 +655,11 @@ class RouterOSSimulator:
         return path
 
     def _allocate_id(self, menu: str) -> str:
-        used = {_id_number(item.get(".id", "")) for item in self._tree[menu]}
         number = self._next_id[menu]
+        # Ids are handed out in increasing order; only items seeded with their own id can be
+        # in the way, so the menu is scanned only when one of those is at or above `number`.
+        used = ({_id_number(item.get(".id", "")) for item in self._tree[menu]}
+                if self._seeded_ids.get(menu, -1) >= number else set())
         while number in used:
             number += 1
         self._next_id[menu] = number + 1
@@ -702,9 +711,10 @@ class RouterOSSimulator:
         spec = MENUS[menu]
         if not spec.unique or not all(candidate.get(key) for key in spec.unique):
             return
-        key = tuple(candidate.get(k) for k in spec.unique)
+        first, *rest = spec.unique
+        value = candidate.get(first)
         for item in self._tree[menu]:
-            if item is not ignore and tuple(item.get(k) for k in spec.unique) == key:
+            if item.get(first) == value and item is not ignore and all(item.get(k) == candidate.get(k) for k in rest):
                 raise Trap(spec.duplicate_message, 4)
 
     # -- internals: protocol -------------------------------------------------
