@@ -59,6 +59,7 @@ its ``comment`` starts with :data:`MARKER` (``'isp:'``). Guarantees:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -208,6 +209,12 @@ def static_addresses(customer_ids: Iterable[int]) -> dict[int, str]:
     return found
 
 
+def _radius_port(name: str, default: int) -> str:
+    """The port our RADIUS server listens on: the Django setting, else the environment
+    variable ``make run`` gives the server (``ispcore/run.py``), else the standard port."""
+    return str(getattr(settings, name, None) or os.environ.get(name) or default)
+
+
 def _radius_items(nas: Any, config: Any, state: DesiredState) -> None:
     from .models import RouterSettings
 
@@ -220,8 +227,8 @@ def _radius_items(nas: Any, config: Any, state: DesiredState) -> None:
         return
     state[RADIUS] = [{
         "comment": RADIUS_COMMENT, "service": "ppp,hotspot", "address": address, "secret": nas.secret,
-        "authentication-port": str(getattr(settings, "RADIUS_AUTH_PORT", 1812)),
-        "accounting-port": str(getattr(settings, "RADIUS_ACCT_PORT", 1813)), "disabled": "false",
+        "authentication-port": _radius_port("RADIUS_AUTH_PORT", 1812),
+        "accounting-port": _radius_port("RADIUS_ACCT_PORT", 1813), "disabled": "false",
     }]
     state[RADIUS_INCOMING] = [{"accept": "true", "port": str(nas.coa_port)}]
 
