@@ -33,8 +33,8 @@ class RouterSettings(models.Model):
     )
     zones = models.ManyToManyField(
         "subscribers.Zone", blank=True, related_name="+",
-        help_text=_("API-only mode: push only customers of these zones (and their areas). Empty: every customer "
-                    "of the tenant."),
+        help_text=_("Customers this router serves (secrets, queues, expired list): those of these zones and "
+                    "their areas. Empty: every customer of the tenant."),
     )
 
     class Meta:

@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
                 ('nas', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='mikrotik_settings', serialize=False, to='subscribers.nas')),
                 ('access_mode', models.CharField(choices=[('radius', 'RADIUS (the router asks our RADIUS server)'), ('api_only', 'API only (PPP secrets and hotspot users pushed to the router)')], default='radius', max_length=10)),
                 ('radius_address', models.GenericIPAddressField(blank=True, help_text='Address of our RADIUS server as this router reaches it. Empty: the MIKROTIK_RADIUS_ADDRESS setting; if that is empty too, /radius on the router is not managed.', null=True)),
-                ('zones', models.ManyToManyField(blank=True, help_text='API-only mode: push only customers of these zones (and their areas). Empty: every customer of the tenant.', related_name='+', to='subscribers.zone')),
+                ('zones', models.ManyToManyField(blank=True, help_text='Customers this router serves (secrets, queues, expired list): those of these zones and their areas. Empty: every customer of the tenant.', related_name='+', to='subscribers.zone')),
             ],
             options={
                 'verbose_name': 'MikroTik settings',

@@ -172,3 +172,24 @@ def test_permanent_errors_are_not_retried(tenant, nas, router, monkeypatch):
     [run] = RouterSyncRun.objects.filter(nas=nas)
     assert run.status == "failed" and "refused the API login" in run.error
     assert tasks.router_lock(nas.pk).locked() is False
+
+
+def test_management_command_reports_drift_then_syncs(tenant, nas, router):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    package = make_package(tenant, "Basic", ["pppoe"], 1024, 2048)
+    out = StringIO()
+    call_command("mikrotik_sync", str(nas.pk), "--dry-run", stdout=out)
+    assert f"add      {PPP_PROFILE} pkg-{package.pk}" in out.getvalue() and "would change" in out.getvalue()
+    assert router.item(PPP_PROFILE, f"pkg-{package.pk}") is None
+    out = StringIO()
+    call_command("mikrotik_sync", nas.name, stdout=out)
+    assert router.item(PPP_PROFILE, f"pkg-{package.pk}")["rate-limit"] == "1M/2M"
+    assert RouterSyncRun.objects.filter(nas=nas, dry_run=False, status="succeeded").count() == 1
+    with pytest.raises(CommandError, match="No single NAS"):
+        call_command("mikrotik_sync", "no-such-router")
+    router.stop()
+    with pytest.raises(CommandError, match="RouterUnreachable"):
+        call_command("mikrotik_sync", str(nas.pk))
