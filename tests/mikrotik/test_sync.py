@@ -235,10 +235,13 @@ def test_trap_on_a_menu_print_skips_that_menu(world, nas, router):
 
 @pytest.mark.parametrize("apply", [False, True])
 def test_dropped_connection_is_retried_and_ends_right(world, nas, router, apply):
-    router.drop_connection_after(5, apply=apply)  # 4 prints + 1 add answered, the 2nd add is lost
+    prints = len(desired_state(nas))
+    router.drop_connection_after(prints + 1, apply=apply)  # every print + 1 add answered, the 2nd add is lost
     result = sync_router(nas, backoff=0)
     assert result.attempts == 2 and result.ok
     assert router.connections_accepted == 2
+    # the retry re-read the router: what the first attempt applied is not sent again
+    assert (result.unchanged, result.added) == ((2, 5) if apply else (1, 6))
     assert drift_report(nas).in_sync
     for menu, items in desired_state(nas).items():
         assert len(managed(router, menu)) == len(items)
@@ -247,7 +250,7 @@ def test_dropped_connection_is_retried_and_ends_right(world, nas, router, apply)
 
 
 def test_given_connection_lost_mid_sync_retries_on_a_new_one(world, nas, router):
-    router.drop_connection_after(6)
+    router.drop_connection_after(len(desired_state(nas)) + 2)  # lost in the middle of the adds
     with connect("127.0.0.1", router.port, USER, PASSWORD, timeout=2) as conn:
         result = sync_router(nas, connection=conn, backoff=0)
     assert result.attempts == 2 and drift_report(nas).in_sync
