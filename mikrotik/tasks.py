@@ -76,11 +76,15 @@ def sync_router(nas_id: int, trigger: str = "manual") -> dict[str, Any] | None:
 @shared_task(name="mikrotik.sync_all_routers")
 def sync_all_routers() -> int:
     """Queue a sync of every active MikroTik that has API credentials (beat, every 15 minutes):
-    drift made by hand on a router is repaired without anyone asking."""
+    drift made by hand on a router is repaired without anyone asking. Also prunes sync runs
+    older than ``MIKROTIK_SYNC_RUN_DAYS`` (30), keeping each router's latest."""
     from ispcore.subscribers.models import Nas
 
     ids = list(Nas.objects.filter(is_active=True, nas_type=Nas.NasType.MIKROTIK).exclude(api_username="")
                .values_list("id", flat=True))
     for nas_id in ids:
         sync_router.delay(nas_id, "beat")
+    from .services import prune_sync_runs
+
+    prune_sync_runs(keep_days=getattr(settings, "MIKROTIK_SYNC_RUN_DAYS", 30))
     return len(ids)

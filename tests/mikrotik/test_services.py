@@ -193,3 +193,23 @@ def test_management_command_reports_drift_then_syncs(tenant, nas, router):
     router.stop()
     with pytest.raises(CommandError, match="RouterUnreachable"):
         call_command("mikrotik_sync", str(nas.pk))
+
+
+def test_old_sync_runs_are_pruned_but_each_routers_latest_is_kept(tenant, nas, router):
+    from django.utils import timezone
+
+    from ispcore.subscribers.services import create_nas
+
+    other = create_nas(actor=None, tenant=tenant, name="edge-9", ip_address="127.0.0.19", secret="s3cret-999")
+    now = timezone.now()
+
+    def run(n, days_ago):
+        created = RouterSyncRun.objects.create(tenant=tenant, nas=n, status="succeeded")
+        RouterSyncRun.objects.filter(pk=created.pk).update(started_at=now - timezone.timedelta(days=days_ago))
+        return created.pk
+
+    old_a, old_b, recent = run(nas, 40), run(nas, 35), run(nas, 1)
+    only_other = run(other, 90)
+    assert services.prune_sync_runs(keep_days=30, now=now) == 2
+    assert set(RouterSyncRun.objects.values_list("pk", flat=True)) == {recent, only_other}
+    assert not RouterSyncRun.objects.filter(pk__in=[old_a, old_b]).exists()
