@@ -84,10 +84,12 @@ class RouterNasAdmin(NasAdmin):
             return "never synced"
         errors = format_html_join("", "<li>{} {} ({}): {}</li>", (
             (e.get("menu", ""), e.get("name", ""), e.get("action", ""), e.get("message", "")) for e in run.errors))
-        return format_html("{} at {} ({}){}{}", _status_badge(run.status, run.status),
+        notes = format_html_join("", "<li>{}</li>", ((note,) for note in run.notes))
+        return format_html("{} at {} ({}){}{}{}", _status_badge(run.status, run.status),
                            f"{run.started_at:%Y-%m-%d %H:%M:%S %Z}", run.get_trigger_display(),
                            format_html('<p style="color:#cf222e">{}</p>', run.error) if run.error else "",
-                           format_html("<ul>{}</ul>", errors) if run.errors else "")
+                           format_html("<ul>{}</ul>", errors) if run.errors else "",
+                           format_html("<ul>{}</ul>", notes) if run.notes else "")
 
     @admin.display(description="Recent syncs")
     def recent_syncs(self, obj: Nas) -> str:

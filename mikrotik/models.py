@@ -80,6 +80,7 @@ class RouterSyncRun(models.Model):
     changes = models.JSONField(default=list, blank=True)
     errors = models.JSONField(default=list, blank=True, help_text=_("Items the router refused or that clashed."))
     error = models.TextField(blank=True, default="", help_text=_("Why the sync could not finish, if it did not."))
+    notes = models.JSONField(default=list, blank=True, help_text=_("Menus skipped because the router lacks them."))
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -100,4 +101,5 @@ class RouterSyncRun(models.Model):
             first = self.errors[0]
             return (f"{self.status} ({counts}); {len(self.errors)} item error(s), first: "
                     f"{first.get('menu', '')} {first.get('name', '')}: {first.get('message', '')}")
-        return f"{self.status} ({counts})"
+        skipped = f"; skipped: {', '.join(self.notes)}" if self.notes else ""
+        return f"{self.status} ({counts}){skipped}"

@@ -114,6 +114,8 @@ MANAGED_FIELDS: dict[str, tuple[str, ...]] = {
 #: The walled-garden list that holds the addresses of expired and suspended customers.
 EXPIRED_LIST = "expired"
 RADIUS_COMMENT = f"{MARKER} radius"
+#: What RouterOS answers for a menu whose package is not installed.
+MISSING_MENU = "no such command"
 
 #: Values never written to a run record, a log or an API answer.
 SENSITIVE_FIELDS = frozenset({"password", "secret"})
@@ -470,6 +472,7 @@ class SyncResult:
     changes: list[Change] = field(default_factory=list)
     attempts: int = 0
     run_id: int | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -486,7 +489,7 @@ class SyncResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"nas_id": self.nas_id, "dry_run": self.dry_run, "attempts": self.attempts, **self.counts(),
-                "errors_detail": self.errors, "changes": [c.as_dict() for c in self.changes]}
+                "errors_detail": self.errors, "notes": self.notes, "changes": [c.as_dict() for c in self.changes]}
 
 
 def read_actual(conn: RouterConnection, menus: Iterable[str] = MENUS) -> dict[str, list[dict[str, str]]]:
@@ -528,18 +531,24 @@ def sync_once(conn: RouterConnection, desired: DesiredState, result: SyncResult)
     """One pass over an open connection: read, diff, apply; fills and returns ``result``.
 
     A ``!trap`` on one item is recorded in ``result.errors`` and the pass goes
-    on (a ``!trap`` on a menu's print skips that menu); transient errors (lost
-    connection) propagate.
+    on. A ``!trap`` on a menu's print skips that menu: an error, except when the
+    router has no such menu (package not installed) and we want nothing there,
+    which is only a note. Transient errors (lost connection) propagate.
     """
     result.added = result.updated = result.removed = 0
     result.errors = []
+    result.notes = []
     actual: dict[str, list[dict[str, str]]] = {}
     readable: DesiredState = {}
     for menu, items in desired.items():
         try:
             actual[menu] = conn.print(menu)
-        except RouterCommandError as exc:  # e.g. the hotspot package is not installed
-            result.errors.append({"menu": menu, "name": "", "action": "print", "message": exc.message})
+        except RouterCommandError as exc:
+            if not items and MISSING_MENU in exc.message:
+                # e.g. no hotspot package on a PPPoE-only router and nothing of ours to put there
+                result.notes.append(f"{menu} skipped: the router has no such menu ({exc.message})")
+            else:
+                result.errors.append({"menu": menu, "name": "", "action": "print", "message": exc.message})
             continue
         readable[menu] = items
     changes, result.unchanged = diff(readable, actual)
@@ -619,7 +628,7 @@ def sync_router(
             return sync_once(conn, desired, result)
 
     def finish(status: str, error: str = "") -> None:
-        run.status, run.error, run.errors = status, error, result.errors
+        run.status, run.error, run.errors, run.notes = status, error, result.errors, result.notes
         run.attempts = result.attempts
         run.added, run.updated, run.removed, run.unchanged = (result.added, result.updated, result.removed,
                                                               result.unchanged)

@@ -13,7 +13,7 @@ class RouterSyncRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = RouterSyncRun
         fields = ["id", "nas", "trigger", "dry_run", "status", "started_at", "finished_at", "attempts", "added",
-                  "updated", "removed", "unchanged", "errors", "error", "summary", "changes"]
+                  "updated", "removed", "unchanged", "errors", "error", "notes", "summary", "changes"]
         read_only_fields = fields
 
 

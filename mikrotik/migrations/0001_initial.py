@@ -44,6 +44,7 @@ class Migration(migrations.Migration):
                 ('changes', models.JSONField(blank=True, default=list)),
                 ('errors', models.JSONField(blank=True, default=list, help_text='Items the router refused or that clashed.')),
                 ('error', models.TextField(blank=True, default='', help_text='Why the sync could not finish, if it did not.')),
+                ('notes', models.JSONField(blank=True, default=list, help_text='Menus skipped because the router lacks them.')),
                 ('nas', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sync_runs', to='subscribers.nas')),
                 ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.tenant')),
             ],

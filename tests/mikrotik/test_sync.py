@@ -233,6 +233,18 @@ def test_trap_on_a_menu_print_skips_that_menu(world, nas, router):
     assert result.added == 5 and managed(router, HOTSPOT_PROFILE) == {}
 
 
+def test_a_menu_the_router_lacks_is_skipped_quietly_when_we_want_nothing_there(world, nas, router):
+    from mikrotik.sync import HOTSPOT_USER
+
+    router.inject_trap(HOTSPOT_USER, verb="print", message="no such command prefix")
+    result = sync_router(nas)
+    assert result.ok and result.added == 7
+    run = RouterSyncRun.objects.get(pk=result.run_id)
+    assert run.status == "succeeded" and run.notes == [
+        f"{HOTSPOT_USER} skipped: the router has no such menu (no such command prefix)"]
+    assert "skipped: /ip/hotspot/user" in run.summary
+
+
 @pytest.mark.parametrize("apply", [False, True])
 def test_dropped_connection_is_retried_and_ends_right(world, nas, router, apply):
     prints = len(desired_state(nas))
