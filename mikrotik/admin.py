@@ -66,7 +66,7 @@ class RouterNasAdmin(NasAdmin):
     actions = ["repair_drift"]
 
     def get_queryset(self, request):
-        latest = RouterSyncRun.objects.filter(nas_id=OuterRef("pk")).order_by("-started_at", "-id")
+        latest = RouterSyncRun.objects.filter(nas_id=OuterRef("pk"), dry_run=False).order_by("-started_at", "-id")
         return super().get_queryset(request).annotate(
             _last_status=Subquery(latest.values("status")[:1]), _last_error=Subquery(latest.values("error")[:1]),
         )
@@ -79,7 +79,7 @@ class RouterNasAdmin(NasAdmin):
 
     @admin.display(description="Last sync")
     def last_sync(self, obj: Nas) -> str:
-        run = obj.sync_runs.order_by("-started_at", "-id").first() if obj.pk else None
+        run = obj.sync_runs.filter(dry_run=False).order_by("-started_at", "-id").first() if obj.pk else None
         if run is None:
             return "never synced"
         errors = format_html_join("", "<li>{} {} ({}): {}</li>", (

@@ -95,6 +95,8 @@ class RouterSyncRun(models.Model):
         if self.status == self.Status.RUNNING:
             return "running"
         counts = f"+{self.added} ~{self.updated} -{self.removed} ={self.unchanged}"
+        if self.dry_run:
+            counts = f"would add {self.added}, set {self.updated}, remove {self.removed}; {self.unchanged} in sync"
         if self.error:
             return f"{self.status}: {self.error}"
         if self.errors:
@@ -102,4 +104,5 @@ class RouterSyncRun(models.Model):
             return (f"{self.status} ({counts}); {len(self.errors)} item error(s), first: "
                     f"{first.get('menu', '')} {first.get('name', '')}: {first.get('message', '')}")
         skipped = f"; skipped: {', '.join(self.notes)}" if self.notes else ""
-        return f"{self.status} ({counts}){skipped}"
+        kind = "dry run, " if self.dry_run else ""
+        return f"{kind}{self.status} ({counts}){skipped}"

@@ -18,7 +18,7 @@ class RouterSyncRunSerializer(serializers.ModelSerializer):
 
 
 class RouterSerializer(serializers.ModelSerializer):
-    """A router with its MikroTik side: API reachability settings and the last sync's outcome."""
+    """A router with its MikroTik side: API settings and the last real (not dry-run) sync's outcome."""
 
     access_mode = serializers.SerializerMethodField()
     last_sync = serializers.SerializerMethodField()

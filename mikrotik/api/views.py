@@ -38,7 +38,7 @@ class RouterViewSet(VisibleReadOnlyViewSet):
     serializer_class = RouterSerializer
 
     def get_queryset(self):
-        latest = RouterSyncRun.objects.filter(nas_id=OuterRef("pk")).order_by("-started_at", "-id")
+        latest = RouterSyncRun.objects.filter(nas_id=OuterRef("pk"), dry_run=False).order_by("-started_at", "-id")
         mode = RouterSettings.objects.filter(nas_id=OuterRef("pk")).values("access_mode")[:1]
         return super().get_queryset().annotate(_last_run_id=Subquery(latest.values("id")[:1]),
                                                _access_mode=Subquery(mode))

@@ -100,6 +100,9 @@ def test_status_drift_and_kick_through_the_api(users, tenant, nas, router):
     drift = client.get(f"/api/v1/routers/{nas.pk}/drift/").json()
     assert drift["in_sync"] is False and drift["added"] == 1 and router.item(PPP_PROFILE, "default") is not None
     assert RouterSyncRun.objects.get(pk=drift["run"]).trigger == "drift"
+    assert client.get(f"/api/v1/routers/{nas.pk}/").json()["last_sync"] is None  # a dry run is not a sync
+    runs = client.get(f"/api/v1/routers/{nas.pk}/sync-runs/").json()["results"]
+    assert runs[0]["summary"].startswith("dry run, succeeded (would add 1,")
     assert client.post(f"/api/v1/routers/{nas.pk}/kick/", {"username": "alice"}, format="json").json() == {
         "kicked": True}
     assert router.items("/ppp/active") == []

@@ -190,9 +190,18 @@ def test_management_command_reports_drift_then_syncs(tenant, nas, router):
     assert RouterSyncRun.objects.filter(nas=nas, dry_run=False, status="succeeded").count() == 1
     with pytest.raises(CommandError, match="No single NAS"):
         call_command("mikrotik_sync", "no-such-router")
+    lock = tasks.router_lock(nas.pk)
+    assert lock.acquire()
+    try:
+        with pytest.raises(CommandError, match="Another sync"):
+            call_command("mikrotik_sync", str(nas.pk))
+        call_command("mikrotik_sync", str(nas.pk), "--dry-run", stdout=StringIO())  # reading needs no lock
+    finally:
+        lock.release()
     router.stop()
     with pytest.raises(CommandError, match="RouterUnreachable"):
         call_command("mikrotik_sync", str(nas.pk))
+    assert tasks.router_lock(nas.pk).locked() is False
 
 
 def test_old_sync_runs_are_pruned_but_each_routers_latest_is_kept(tenant, nas, router):

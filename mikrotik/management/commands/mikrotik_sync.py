@@ -1,11 +1,15 @@
 """Sync one router now (or only report its drift), printing what changed."""
 from __future__ import annotations
 
+import contextlib
+
 from django.core.management.base import BaseCommand, CommandError
+from redis.exceptions import LockError
 
 from ispcore.subscribers.models import Nas
 from mikrotik.client import RouterError
 from mikrotik.sync import drift_report, sync_router
+from mikrotik.tasks import router_lock
 
 
 class Command(BaseCommand):
@@ -25,10 +29,20 @@ class Command(BaseCommand):
             found = matches[0]
         if found.nas_type != Nas.NasType.MIKROTIK or not found.api_username:
             raise CommandError(f"NAS {found} is not a MikroTik with an API user.")
+        lock = None
+        if not dry_run:  # a dry run only reads; a sync must not overlap the task's
+            lock = router_lock(found.pk)
+            if not lock.acquire():
+                raise CommandError(f"Another sync of {found} is running; try again when it has finished.",
+                                   returncode=1)
         try:
             result = drift_report(found) if dry_run else sync_router(found)
         except RouterError as exc:
             raise CommandError(f"{type(exc).__name__}: {exc.message}", returncode=1) from exc
+        finally:
+            if lock is not None:
+                with contextlib.suppress(LockError):
+                    lock.release()
         for change in result.changes:
             data = change.as_dict()
             detail = ", ".join(f"{k}={v!r}" + (f" (was {data['old'][k]!r})" if k in data["old"] else "")
