@@ -22,6 +22,10 @@ from ..sync import drift_report
 from .serializers import RouterSerializer, RouterSyncRunSerializer
 
 
+#: A web request waits for the router: fail in seconds, not after the background sync's retries.
+INTERACTIVE = {"timeout": 5, "attempts": 1}
+
+
 class KickSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=64)
 
@@ -88,7 +92,7 @@ class RouterViewSet(VisibleReadOnlyViewSet):
         nas = self.get_object()
         self._mikrotik(nas)
         try:
-            result = drift_report(nas)
+            result = drift_report(nas, **INTERACTIVE)
         except RouterError as exc:
             return _router_error(exc)
         return Response({"in_sync": result.in_sync, "run": result.run_id, **result.as_dict()})
@@ -99,7 +103,7 @@ class RouterViewSet(VisibleReadOnlyViewSet):
         nas = self.get_object()
         self._mikrotik(nas)
         try:
-            return Response(services.router_status(nas).as_dict())
+            return Response(services.router_status(nas, **INTERACTIVE).as_dict())
         except RouterError as exc:
             return _router_error(exc)
 
@@ -112,7 +116,7 @@ class RouterViewSet(VisibleReadOnlyViewSet):
         body = KickSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            kicked = services.kick_session(nas, body.validated_data["username"], actor=request.user)
+            kicked = services.kick_session(nas, body.validated_data["username"], actor=request.user, **INTERACTIVE)
         except RouterError as exc:
             return _router_error(exc)
         return Response({"kicked": kicked})
