@@ -21,7 +21,6 @@ from ..models import RouterSettings, RouterSyncRun
 from ..sync import drift_report
 from .serializers import RouterSerializer, RouterSyncRunSerializer
 
-
 #: A web request waits for the router: fail in seconds, not after the background sync's retries.
 INTERACTIVE = {"timeout": 5, "attempts": 1}
 
