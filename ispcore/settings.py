@@ -200,6 +200,18 @@ LOGGING = {
 # operator tunes. The reject delay slows password guessing (FreeRADIUS does the same).
 RADIUS_REJECT_DELAY = env_int("RADIUS_REJECT_DELAY_MS", 1000, minimum=0, maximum=10000) / 1000
 RADIUS_WORKERS = env_int("RADIUS_WORKERS", os.cpu_count() or 1, minimum=1, maximum=64)
+# The address routers reach our RADIUS server on; MikroTik sync writes it into each router's
+# /radius entry (a router's own MikroTik settings override it). Empty: /radius is not managed.
+# Router sync runs older than this many days are deleted (each router's latest is kept).
+MIKROTIK_SYNC_RUN_DAYS = env_int("MIKROTIK_SYNC_RUN_DAYS", 30, minimum=1, maximum=3650)
+MIKROTIK_RADIUS_ADDRESS = env_str("MIKROTIK_RADIUS_ADDRESS", "").strip()
+if MIKROTIK_RADIUS_ADDRESS:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(MIKROTIK_RADIUS_ADDRESS)
+    except ValueError:
+        raise ImproperlyConfigured(f"MIKROTIK_RADIUS_ADDRESS must be an IP address, not {MIKROTIK_RADIUS_ADDRESS!r}") from None
 
 # Demo and first-run conveniences.
 WEB_PORT = env_int("WEB_PORT", 8000, minimum=1, maximum=65535)

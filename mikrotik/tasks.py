@@ -5,7 +5,9 @@ never run at the same time: it holds the Redis lock
 ``isp:mikrotik-sync:<nas_id>`` (auto-expiring after :data:`LOCK_TIMEOUT`
 seconds) while it runs and returns quietly, doing nothing, if another holder has
 it. Transient router failures that survive :func:`mikrotik.sync.sync_router`'s
-own retries are retried by Celery with exponential backoff (lock released first).
+own retries are retried by Celery with exponential backoff (lock released first);
+permanent ones (refused login, TLS) are not. Every attempt leaves a
+:class:`~mikrotik.models.RouterSyncRun` with its outcome.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from .sync import sync_router as run_sync
 logger = logging.getLogger(__name__)
 
 LOCK_TIMEOUT = 600
+#: Quick in-task retries of a transient failure (a blip); longer outages are Celery's retries.
+SYNC_ATTEMPTS = 3
+SYNC_BACKOFF = 0.5
 
 
 def lock_name(nas_id: int) -> str:
@@ -45,8 +50,8 @@ def router_lock(nas_id: int) -> Any:
     retry_jitter=True,
     max_retries=5,
 )
-def sync_router(nas_id: int) -> dict[str, Any] | None:
-    """Sync one router's profiles and pools; see :func:`mikrotik.sync.sync_router`.
+def sync_router(nas_id: int, trigger: str = "manual") -> dict[str, Any] | None:
+    """Sync one router; see :func:`mikrotik.sync.sync_router` (``trigger``: manual, beat, repair).
 
     Returns the result as a dict, or ``None`` if the NAS is gone, inactive, not
     a MikroTik, has no API user, or another sync of it holds the lock.
@@ -62,7 +67,7 @@ def sync_router(nas_id: int) -> dict[str, Any] | None:
         logger.info("Skipping MikroTik sync of NAS %s: another sync holds the lock", nas_id)
         return None
     try:
-        return run_sync(nas).as_dict()
+        return run_sync(nas, trigger=trigger, attempts=SYNC_ATTEMPTS, backoff=SYNC_BACKOFF).as_dict()
     finally:
         with contextlib.suppress(LockError):  # expired and possibly taken over: not ours to release
             lock.release()
@@ -71,11 +76,15 @@ def sync_router(nas_id: int) -> dict[str, Any] | None:
 @shared_task(name="mikrotik.sync_all_routers")
 def sync_all_routers() -> int:
     """Queue a sync of every active MikroTik that has API credentials (beat, every 15 minutes):
-    drift made by hand on a router is repaired without anyone asking."""
+    drift made by hand on a router is repaired without anyone asking. Also prunes sync runs
+    older than ``MIKROTIK_SYNC_RUN_DAYS`` (30), keeping each router's latest."""
     from ispcore.subscribers.models import Nas
 
     ids = list(Nas.objects.filter(is_active=True, nas_type=Nas.NasType.MIKROTIK).exclude(api_username="")
                .values_list("id", flat=True))
     for nas_id in ids:
-        sync_router.delay(nas_id)
+        sync_router.delay(nas_id, "beat")
+    from .services import prune_sync_runs
+
+    prune_sync_runs(keep_days=getattr(settings, "MIKROTIK_SYNC_RUN_DAYS", 30))
     return len(ids)

@@ -68,6 +68,11 @@ EXPECTED: dict[str, tuple[str, type, dict[str, list[str]]]] = {
         "super": ["A", "B"], "adminA": ["A"], "adminB": ["B"], "r1": [], "r2": [], "rB1": [], "s1": [], "s2": [],
         "m1": ["A"], "m2": ["A"], "m0": [], "d1": [], "d2": [], "c1": [], "c2": [],
     }),
+    # MikroTik's view of the same routers: the NAS's visibility, read-only (changes are actions).
+    "routers": ("nas", Nas, {
+        "super": ["A", "B"], "adminA": ["A"], "adminB": ["B"], "r1": [], "r2": [], "rB1": [], "s1": [], "s2": [],
+        "m1": ["A"], "m2": ["A"], "m0": [], "d1": [], "d2": [], "c1": [], "c2": [],
+    }),
     "customers": ("cust", Customer, {
         "super": [*A_CUSTOMERS, "rB1"], "adminA": A_CUSTOMERS, "adminB": ["rB1"], "r1": ["r1", "s1"],
         "r2": ["r2", "s2"], "rB1": ["rB1"], "s1": ["s1"], "s2": ["s2"], "m1": ["r1", "s1"], "m2": ["r2", "s2"],
@@ -119,7 +124,7 @@ EXPECTED: dict[str, tuple[str, type, dict[str, list[str]]]] = {
     }),
 }
 ENDPOINTS = [*EXPECTED, "ledger"]
-READ_ONLY = {"wallets", "ledger", "invoices", "cards"}
+READ_ONLY = {"wallets", "ledger", "invoices", "cards", "routers"}
 NO_EDIT = READ_ONLY | {"sales", "payments", "cards/batches"}
 # Assignments are released (DELETE) and re-assigned, never edited: their "change" is a delete.
 EDIT_METHOD = {"ipam/assignments": "delete"}
@@ -318,7 +323,7 @@ def update_payload(endpoint: str) -> dict:
     return {
         "tenants": {"name": "Renamed"}, "nodes": {"name": "Renamed"}, "users": {"first_name": "Renamed"},
         "packages": {"name": "Renamed"}, "price-list": {"customer_price": "900"}, "zones": {"name": "Renamed"},
-        "nas": {"name": "Renamed"}, "customers": {"full_name": "Renamed"}, "wallets": {"balance": "1000000"},
+        "nas": {"name": "Renamed"}, "routers": {"name": "Renamed"}, "customers": {"full_name": "Renamed"}, "wallets": {"balance": "1000000"},
         "ledger": {"amount": "1000000"}, "sales": {"price": "0"}, "payments": {"amount": "1000000"},
         "invoices": {"total": "0"}, "ipam/prefixes": {"name": "Renamed"}, "ipam/reservations": {"description": "x"},
         "ipam/assignments": {}, "cards/batches": {"memo": "x"}, "cards": {"status": "used"},

@@ -3,61 +3,33 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from decimal import Decimal
 
 import pytest
 
 from ipam import services as ipam_services
 from ispcore.accounts.services import create_tenant
-from ispcore.catalog.services import create_package, update_package
-from ispcore.core.models import JobRun
+from ispcore.catalog.services import update_package
 from ispcore.subscribers.services import create_nas
 from mikrotik import tasks
 from mikrotik.client import RouterAuthError, connect
+from mikrotik.models import RouterSyncRun
 from mikrotik.sync import (
     HOTSPOT_PROFILE,
     IP_POOL,
     IPV6_POOL,
     MENUS,
     PPP_PROFILE,
+    RADIUS,
+    RADIUS_INCOMING,
     desired_state,
     diff,
     drift_report,
     sync_router,
 )
-from tests.peers.routeros import RouterOSSimulator
 
-USER, PASSWORD = "billing", "pa55"
+from .conftest import PASSWORD, USER, make_package, managed
+
 _seq = itertools.count(1)
-
-
-@pytest.fixture(autouse=True)
-def _no_radius(monkeypatch):
-    """IPAM services notify RADIUS through Redis on commit; not needed here."""
-    monkeypatch.setattr(ipam_services, "_publish", lambda tenant_id, customer_ids: None)
-
-
-@pytest.fixture
-def router() -> Iterator[RouterOSSimulator]:
-    with RouterOSSimulator(username=USER, password=PASSWORD) as sim:
-        yield sim
-
-
-@pytest.fixture
-def tenant(db):
-    return create_tenant(actor=None, name="Sync Net", slug=f"sync-{next(_seq)}")
-
-
-@pytest.fixture
-def nas(tenant, router):
-    return create_nas(actor=None, tenant=tenant, name="core-1", ip_address="127.0.0.1", secret="s3cret-123",
-                      api_username=USER, api_password=PASSWORD, api_port=router.port)
-
-
-def make_package(tenant, name, types, up, down, **fields):
-    return create_package(actor=None, tenant=tenant, customer_types=types, name=name, billing_mode="monthly",
-                          price=Decimal("500"), upload_kbps=up, download_kbps=down, **fields)
 
 
 @pytest.fixture
@@ -75,10 +47,6 @@ def world(tenant, nas):
     v6 = ipam_services.create_prefix(actor=None, tenant=tenant, network="2001:db8:100::/48", role="ipv6_delegated",
                                      nas=nas, delegated_prefixlen=56, name="pd-pool")
     return {"basic": basic, "both": both, "hot": hot, "named": named, "unnamed": unnamed, "v6": v6}
-
-
-def managed(router: RouterOSSimulator, menu: str) -> dict[str, dict[str, str]]:
-    return {item["name"]: item for item in router.items(menu) if item.get("comment", "").startswith("isp:")}
 
 
 def test_desired_state_from_database(world, nas):
@@ -156,15 +124,15 @@ def test_first_sync_creates_everything_then_second_sync_only_prints(world, nas, 
     pd = router.item(IPV6_POOL, "pd-pool")
     assert (pd["prefix"], pd["prefix-length"]) == ("2001:db8:100::/48", "56")
     assert router.item(PPP_PROFILE, "default") is not None  # built-ins untouched
-    job = JobRun.objects.get(pk=result.job_run_id)
-    assert (job.kind, job.key, job.status, job.errors) == ("mikrotik_sync", str(nas.pk), "succeeded", [])
-    assert job.result["added"] == 7 and job.finished_at is not None
+    run = RouterSyncRun.objects.get(pk=result.run_id)
+    assert (run.nas_id, run.trigger, run.status, run.errors, run.error) == (nas.pk, "manual", "succeeded", [], "")
+    assert run.added == 7 and run.finished_at is not None and len(run.changes) == 7
 
     router.reset_counts()
     again = sync_router(nas)
     assert again.counts() == {"added": 0, "updated": 0, "removed": 0, "unchanged": 7, "errors": 0}
     assert again.in_sync
-    assert dict(router.command_counts) == {menu: 1 for menu in MENUS}
+    assert dict(router.command_counts) == {menu: 1 for menu in MENUS if menu not in (RADIUS, RADIUS_INCOMING)}
     assert {command.verb for command in router.commands} == {"print"}
 
 
@@ -237,7 +205,7 @@ def test_seeded_router_drift_and_unmanaged_items(world, nas, router):
         (PPP_PROFILE, f"pkg-{world['both'].pk}", "conflict")
     ]
     assert (result.updated, result.removed) == (1, 1)
-    assert JobRun.objects.get(pk=result.job_run_id).status == "failed"
+    assert RouterSyncRun.objects.get(pk=result.run_id).status == "failed"
 
 
 def test_trap_on_one_profile_does_not_stop_the_others(world, nas, router):
@@ -250,8 +218,9 @@ def test_trap_on_one_profile_does_not_stop_the_others(world, nas, router):
     assert router.item(PPP_PROFILE, f"pkg-{basic.pk}") is None
     assert router.item(PPP_PROFILE, f"pkg-{both.pk}") is not None
     assert router.item(IPV6_POOL, "pd-pool") is not None
-    job = JobRun.objects.get(pk=result.job_run_id)
-    assert job.status == "failed" and job.errors == result.errors
+    run = RouterSyncRun.objects.get(pk=result.run_id)
+    assert run.status == "failed" and run.errors == result.errors and run.error == ""
+    assert "failure: rate-limit rejected" in run.summary
 
     healed = sync_router(nas)  # the trap fired once; the next sync fills the gap
     assert healed.ok and healed.added == 1 and healed.unchanged == 6
@@ -264,21 +233,36 @@ def test_trap_on_a_menu_print_skips_that_menu(world, nas, router):
     assert result.added == 5 and managed(router, HOTSPOT_PROFILE) == {}
 
 
+def test_a_menu_the_router_lacks_is_skipped_quietly_when_we_want_nothing_there(world, nas, router):
+    from mikrotik.sync import HOTSPOT_USER
+
+    router.inject_trap(HOTSPOT_USER, verb="print", message="no such command prefix")
+    result = sync_router(nas)
+    assert result.ok and result.added == 7
+    run = RouterSyncRun.objects.get(pk=result.run_id)
+    assert run.status == "succeeded" and run.notes == [
+        f"{HOTSPOT_USER} skipped: the router has no such menu (no such command prefix)"]
+    assert "skipped: /ip/hotspot/user" in run.summary
+
+
 @pytest.mark.parametrize("apply", [False, True])
 def test_dropped_connection_is_retried_and_ends_right(world, nas, router, apply):
-    router.drop_connection_after(5, apply=apply)  # 4 prints + 1 add answered, the 2nd add is lost
+    prints = len(desired_state(nas))
+    router.drop_connection_after(prints + 1, apply=apply)  # every print + 1 add answered, the 2nd add is lost
     result = sync_router(nas, backoff=0)
     assert result.attempts == 2 and result.ok
     assert router.connections_accepted == 2
+    # the retry re-read the router: what the first attempt applied is not sent again
+    assert (result.unchanged, result.added) == ((2, 5) if apply else (1, 6))
     assert drift_report(nas).in_sync
     for menu, items in desired_state(nas).items():
         assert len(managed(router, menu)) == len(items)
-    job = JobRun.objects.get(pk=result.job_run_id)
-    assert job.status == "succeeded" and job.result["attempts"] == 2
+    run = RouterSyncRun.objects.get(pk=result.run_id)
+    assert run.status == "succeeded" and run.attempts == 2
 
 
 def test_given_connection_lost_mid_sync_retries_on_a_new_one(world, nas, router):
-    router.drop_connection_after(6)
+    router.drop_connection_after(len(desired_state(nas)) + 2)  # lost in the middle of the adds
     with connect("127.0.0.1", router.port, USER, PASSWORD, timeout=2) as conn:
         result = sync_router(nas, connection=conn, backoff=0)
     assert result.attempts == 2 and drift_report(nas).in_sync
@@ -288,8 +272,9 @@ def test_permanent_error_is_recorded_and_raised(world, nas, router):
     nas.api_password = "wrong"
     with pytest.raises(RouterAuthError):
         sync_router(nas, backoff=0)
-    job = JobRun.objects.filter(kind="mikrotik_sync", key=str(nas.pk)).latest("id")
-    assert job.status == "failed" and job.errors[-1]["error"] == "RouterAuthError"
+    run = RouterSyncRun.objects.filter(nas=nas).latest("id")
+    assert run.status == "failed" and run.error.startswith("RouterAuthError: ")
+    assert "refused the API login" in run.error and run.summary.startswith("failed: RouterAuthError")
     assert router.logins == 0
 
 
@@ -300,8 +285,8 @@ def test_transient_errors_exhaust_retries_then_raise(world, nas, router):
     router.stop()
     with pytest.raises(RouterUnreachable):
         sync_router(nas, port=port, attempts=2, backoff=0, timeout=1)
-    job = JobRun.objects.filter(kind="mikrotik_sync", key=str(nas.pk)).latest("id")
-    assert job.status == "failed" and job.result["attempts"] == 2
+    run = RouterSyncRun.objects.filter(nas=nas).latest("id")
+    assert run.status == "failed" and run.attempts == 2 and run.error.startswith("RouterUnreachable: ")
 
 
 def test_task_lock_prevents_concurrent_sync(world, nas, router):
@@ -342,5 +327,5 @@ def test_sync_all_routers_queues_every_mikrotik_with_credentials(monkeypatch):
     subscribers.create_nas(actor=su, tenant=tenant, name="c", ip_address="192.0.2.52", secret="secret99",
                            api_username="api", api_password="pw", nas_type="other")
     queued = []
-    monkeypatch.setattr(tasks.sync_router, "delay", queued.append)
-    assert tasks.sync_all_routers() == 1 and queued == [with_api.pk]
+    monkeypatch.setattr(tasks.sync_router, "delay", lambda *args: queued.append(args))
+    assert tasks.sync_all_routers() == 1 and queued == [(with_api.pk, "beat")]

@@ -282,7 +282,7 @@ MENUS: dict[str, MenuSpec] = {
         booleans=frozenset({"accept"}),
     ),
     "/ip/firewall/address-list": MenuSpec(
-        unique=("list", "address"),
+        unique=("address", "list"),
         duplicate_message="failure: already have such entry",
         defaults={"list": "", "address": "", "dynamic": "false", "disabled": "false"},
         booleans=frozenset({"disabled", "dynamic"}),
@@ -425,7 +425,8 @@ class RouterOSSimulator:
     * :meth:`drop_connection_after` to close the connection after N more
       commands, optionally applying the command or sending ``!fatal`` first;
     * :attr:`login_hangs` to never answer ``/login``; :attr:`hang_menus` to
-      never answer commands on the listed menus;
+      never answer commands on the listed menus; :attr:`slow_menus` (menu ->
+      seconds) to answer commands on a menu only after that delay;
     * :attr:`command_counts` (per menu), :attr:`commands` (full log),
       :attr:`connections_accepted`, :attr:`logins`, :meth:`reset_counts`.
     """
@@ -459,6 +460,7 @@ class RouterOSSimulator:
         self.ssl_context = ssl_context
         self.login_hangs = False
         self.hang_menus: set[str] = set()
+        self.slow_menus: dict[str, float] = {}
         self.command_counts: Counter[str] = Counter()
         self.commands: list[Command] = []
         self.connections_accepted = 0
@@ -475,6 +477,7 @@ class RouterOSSimulator:
         self._started_at = time.monotonic()
         self._tree: dict[str, list[dict[str, str]]] = {}
         self._next_id: dict[str, int] = {}
+        self._seeded_ids: dict[str, int] = {}  # per menu, the highest id an item brought with it
         self._injections: list[_Injection] = []
         self._drop: _Drop | None = None
         self.reset()
@@ -526,6 +529,7 @@ class RouterOSSimulator:
         with self._lock:
             self._tree = {menu: [] for menu in MENUS}
             self._next_id = dict.fromkeys(MENUS, 1)
+            self._seeded_ids = {}
             self._injections = []
             self._drop = None
             for menu, spec in MENUS.items():
@@ -555,6 +559,7 @@ class RouterOSSimulator:
                 for menu, items in FACTORY_ITEMS.items():
                     for item in items:
                         self._tree[menu].append(self._with_defaults(menu, item))
+                        self._seeded_ids[menu] = max(self._seeded_ids.get(menu, -1), _id_number(item[".id"]) or 0)
 
     def seed(self, menu: str, *items: Mapping[str, str]) -> list[str]:
         """Put items into a menu directly (no uniqueness check); returns their ids.
@@ -575,6 +580,9 @@ class RouterOSSimulator:
                 new = self._with_defaults(menu, item)
                 if ".id" not in new:
                     new = {".id": self._allocate_id(menu), **new}
+                else:
+                    number = _id_number(new[".id"]) or 0
+                    self._seeded_ids[menu] = max(self._seeded_ids.get(menu, -1), number)
                 self._tree[menu].append(new)
                 ids.append(new[".id"])
             return ids
@@ -647,8 +655,11 @@ class RouterOSSimulator:
         return path
 
     def _allocate_id(self, menu: str) -> str:
-        used = {_id_number(item.get(".id", "")) for item in self._tree[menu]}
         number = self._next_id[menu]
+        # Ids are handed out in increasing order; only items seeded with their own id can be
+        # in the way, so the menu is scanned only when one of those is at or above `number`.
+        used = ({_id_number(item.get(".id", "")) for item in self._tree[menu]}
+                if self._seeded_ids.get(menu, -1) >= number else set())
         while number in used:
             number += 1
         self._next_id[menu] = number + 1
@@ -700,9 +711,10 @@ class RouterOSSimulator:
         spec = MENUS[menu]
         if not spec.unique or not all(candidate.get(key) for key in spec.unique):
             return
-        key = tuple(candidate.get(k) for k in spec.unique)
+        first, *rest = spec.unique
+        value = candidate.get(first)
         for item in self._tree[menu]:
-            if item is not ignore and tuple(item.get(k) for k in spec.unique) == key:
+            if item.get(first) == value and item is not ignore and all(item.get(k) == candidate.get(k) for k in rest):
                 raise Trap(spec.duplicate_message, 4)
 
     # -- internals: protocol -------------------------------------------------
@@ -813,6 +825,9 @@ class RouterOSSimulator:
             return _DROP, [["!fatal", "connection dropped by test"]] if drop.fatal else []
         if menu in self.hang_menus:
             return _HANG, []
+        delay = self.slow_menus.get(menu)
+        if delay:
+            self._stopping.wait(delay)  # outside the lock: other connections go on meanwhile
         return _REPLY, self._execute(menu, verb, attrs, queries)
 
     def _login(self, session: _Session, attrs: dict[str, str]) -> list[list[str]]:
