@@ -200,10 +200,13 @@ LOGGING = {
 # operator tunes. The reject delay slows password guessing (FreeRADIUS does the same).
 RADIUS_REJECT_DELAY = env_int("RADIUS_REJECT_DELAY_MS", 1000, minimum=0, maximum=10000) / 1000
 RADIUS_WORKERS = env_int("RADIUS_WORKERS", os.cpu_count() or 1, minimum=1, maximum=64)
-# The address routers reach our RADIUS server on; MikroTik sync writes it into each router's
-# /radius entry (a router's own MikroTik settings override it). Empty: /radius is not managed.
 # Router sync runs older than this many days are deleted (each router's latest is kept).
 MIKROTIK_SYNC_RUN_DAYS = env_int("MIKROTIK_SYNC_RUN_DAYS", 30, minimum=1, maximum=3650)
+# Seconds after an ACKed Disconnect-Request to check the session really ended; a survivor is
+# kicked through the router API (ispcore/subscribers/access.py).
+CUT_OFF_VERIFY_SECONDS = env_int("CUT_OFF_VERIFY_SECONDS", 30, minimum=1, maximum=3600)
+# The address routers reach our RADIUS server on; MikroTik sync writes it into each router's
+# /radius entry (a router's own MikroTik settings override it). Empty: /radius is not managed.
 MIKROTIK_RADIUS_ADDRESS = env_str("MIKROTIK_RADIUS_ADDRESS", "").strip()
 if MIKROTIK_RADIUS_ADDRESS:
     import ipaddress

@@ -32,3 +32,11 @@ def expire_due() -> int:
 @shared_task(name="subscribers.send_expiry_warnings")
 def send_expiry_warnings() -> int:
     return lifecycle.send_expiry_warnings(timezone.now())
+
+
+@shared_task(name="subscribers.verify_cut_off", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def verify_cut_off(customer_id: int):
+    customer = Customer.objects.filter(pk=customer_id).first()
+    if customer is None:
+        return None
+    return access.verify_cut_off(customer)
