@@ -59,6 +59,7 @@ class RouterSyncRun(models.Model):
         BEAT = "beat", _("Scheduled")
         REPAIR = "repair", _("Repair drift")
         DRIFT = "drift", _("Drift report (dry run)")
+        CUSTOMER = "customer", _("Customer status change")
 
     class Status(models.TextChoices):
         RUNNING = "running", _("Running")

@@ -141,6 +141,7 @@ def purchase_package(customer: Customer, package: Package, *, actor, payer: str 
         now = timezone.now()
         old_rate = locked.package.rate_limit if locked.package_id else ""
         previous = locked.expires_at
+        was_allowed = locked.status == Customer.Status.ACTIVE
         locked.expires_at = lifecycle.new_expiry(locked, package, now)
         locked.package = package
         locked.status = Customer.Status.ACTIVE
@@ -157,6 +158,8 @@ def purchase_package(customer: Customer, package: Package, *, actor, payer: str 
                    price=str(price), expires_at=locked.expires_at.isoformat())
         if old_rate != package.rate_limit and previous and previous > now:
             access.refresh_speed_on_commit(locked.id)
+        if not was_allowed:
+            access.refresh_routers_on_commit(locked.tenant_id)  # off the expired list
     sale.replayed = False
     return sale
 

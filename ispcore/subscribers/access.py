@@ -15,7 +15,10 @@ Cutting a customer off, in order:
    ACKed but that is still open in accounting, while the customer is still not allowed
    online, is kicked through the router API too.
 
-The router's ``expired`` address list follows at its next sync (every 15 minutes).
+Any change of who may be online (cut-off, reactivation, a renewal) also queues a sync of the
+tenant's MikroTik routers that have an API user (``refresh_routers_on_commit``), debounced to
+one per router per ``ROUTER_SYNC_DEBOUNCE`` seconds, so the ``expired`` address list and, in
+API-only mode, the PPP secrets follow within seconds instead of at the 15-minute beat.
 """
 from __future__ import annotations
 
@@ -36,6 +39,38 @@ def cut_off_on_commit(customer_id: int, reason: str) -> None:
     from .tasks import cut_off_access
 
     transaction.on_commit(lambda: cut_off_access.delay(customer_id, reason))
+
+
+#: At most one status-triggered sync per router in this many seconds (a monthly suspension
+#: of thousands of customers queues one sync per router, not thousands).
+ROUTER_SYNC_DEBOUNCE = 10
+
+
+def refresh_routers_on_commit(tenant_id: int) -> None:
+    """After commit: queue a (debounced) sync of the tenant's API-managed MikroTik routers."""
+    transaction.on_commit(lambda: queue_router_syncs(tenant_id))
+
+
+def queue_router_syncs(tenant_id: int) -> list[int]:
+    """Queue ``mikrotik.sync_router`` for each API-managed router of the tenant unless one was
+    queued in the last ROUTER_SYNC_DEBOUNCE seconds; returns the router ids queued."""
+    try:
+        from mikrotik.models import RouterSyncRun
+        from mikrotik.tasks import sync_router
+    except ImportError:
+        return []
+    from django.core.cache import cache
+
+    from .models import Nas
+
+    queued = []
+    routers = (Nas.objects.filter(tenant_id=tenant_id, is_active=True, nas_type=Nas.NasType.MIKROTIK)
+               .exclude(api_username="").values_list("id", flat=True))
+    for nas_id in routers:
+        if cache.add(f"isp:router-sync-soon:{nas_id}", 1, timeout=ROUTER_SYNC_DEBOUNCE):
+            sync_router.apply_async((nas_id, RouterSyncRun.Trigger.CUSTOMER), countdown=ROUTER_SYNC_DEBOUNCE)
+            queued.append(nas_id)
+    return queued
 
 
 def refresh_speed_on_commit(customer_id: int) -> None:
@@ -112,6 +147,7 @@ def cut_off(customer, reason: str) -> dict:
                 kicks.setdefault(request.nas_id, (request.nas, request.session.username))
     for nas in _api_only_routers(customer):
         kicks.setdefault(nas.pk, (nas, customer.username))
+    queue_router_syncs(customer.tenant_id)
     if kicks:
         outcome["router_api"] = {nas_id: kick(nas, username) for nas_id, (nas, username) in kicks.items()}
     if acked:

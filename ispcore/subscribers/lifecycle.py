@@ -93,4 +93,5 @@ def reactivate(customer: Customer, *, reason: str, actor=None) -> Customer:
     customer.status = Customer.Status.ACTIVE
     customer.save(update_fields=["status", "updated_at"])
     audit.record("customer.reactivated", customer, actor=actor, reason=reason)
+    access.refresh_routers_on_commit(customer.tenant_id)
     return customer

@@ -145,6 +145,22 @@ def test_speed_change_queues_a_coa_for_a_live_customer(chain, django_capture_on_
     assert calls == [c.pk]
 
 
+def test_renewing_an_expired_customer_refreshes_the_routers(chain, django_capture_on_commit_callbacks, monkeypatch):
+    """Back online -> off the routers' expired address list at the next (debounced) sync."""
+    calls = []
+    monkeypatch.setattr("ispcore.subscribers.access.queue_router_syncs", lambda tenant_id: calls.append(tenant_id))
+    live = chain["customer"](chain["root"], "live", expires_at=timezone.now() + timedelta(days=3))
+    gone = chain["customer"](chain["root"], "gone", expires_at=timezone.now() - timedelta(days=1), status="expired")
+    fund(chain, live, "200")
+    fund(chain, gone, "200")
+    with django_capture_on_commit_callbacks(execute=True):
+        purchase_package(live, chain["week"], actor=chain["admin"], idempotency_key="k12")
+    assert calls == []  # was allowed online already: nothing changes on the routers
+    with django_capture_on_commit_callbacks(execute=True):
+        purchase_package(gone, chain["week"], actor=chain["admin"], idempotency_key="k13")
+    assert calls == [chain["tenant"].id]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_hundred_concurrent_sales_by_a_prepaid_reseller_with_balance_for_sixty():
     chain = build_chain(reseller_balance=str(150 * 60))

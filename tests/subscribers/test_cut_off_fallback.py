@@ -44,6 +44,20 @@ def verify_calls(monkeypatch):
     return calls
 
 
+@pytest.fixture(autouse=True)
+def router_syncs(monkeypatch):
+    """Status changes queue a debounced router sync; record them (and start each test undebounced)."""
+    from django.core.cache import cache
+
+    from mikrotik import tasks as mikrotik_tasks
+
+    cache.delete_many([f"isp:router-sync-soon:{n}" for n in range(1, 2000)])
+    queued = []
+    monkeypatch.setattr(mikrotik_tasks.sync_router, "apply_async",
+                        lambda args, countdown: queued.append((args, countdown)))
+    return queued
+
+
 @pytest.fixture
 def world(coa, router, settings, tmp_path):
     settings.RADIUS_VAR_DIR = tmp_path
@@ -152,3 +166,30 @@ def test_router_without_api_user_is_not_tried(world, coa, router, verify_calls):
     outcome = access.cut_off(world["alice"], "expired")
     assert outcome["router_api"] == {world["nas"].id: "unavailable"}
     assert len(online(router)) == 1
+
+
+def test_cut_off_queues_one_debounced_router_sync(world, coa, router, verify_calls, router_syncs):
+    """The expired address list follows within seconds, not at the 15-minute beat."""
+    coa.always_nak = True
+    access.cut_off(world["alice"], "expired")
+    access.cut_off(world["burst"], "expired")  # same router, within the debounce window
+    assert router_syncs == [((world["nas"].id, "customer"), access.ROUTER_SYNC_DEBOUNCE)]
+
+
+def test_reactivation_and_renewal_queue_a_router_sync(world, router_syncs):
+    from django.core.cache import cache
+
+    from ispcore.subscribers import lifecycle
+
+    Customer.objects.filter(pk=world["alice"].pk).update(status=Customer.Status.SUSPENDED)
+    lifecycle.reactivate(world["alice"], reason="paid")
+    assert router_syncs == [((world["nas"].id, "customer"), access.ROUTER_SYNC_DEBOUNCE)]
+    lifecycle.reactivate(world["alice"], reason="again")  # already active: nothing changes, nothing queued
+    cache.delete(f"isp:router-sync-soon:{world['nas'].id}")
+    assert len(router_syncs) == 1
+
+
+def test_router_without_api_user_is_not_synced(world, router_syncs):
+    subscribers.update_nas(world["nas"], actor=world["super"], api_username="")
+    assert access.queue_router_syncs(world["tenant"].id) == []
+    assert router_syncs == []
