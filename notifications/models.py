@@ -483,9 +483,12 @@ class MessagePart(models.Model):
 class DeliveryReport(models.Model):
     """Every delivery receipt as received, matched to its part when the id is known.
 
-    A receipt whose id is not known yet (it beat the submit_sm_resp, or the worker died
-    before committing the id) stays with ``part`` empty and is matched later: when the
-    part is written, or by crash recovery on ``(provider, source_addr = recipient)``.
+    The provider's I/O thread only inserts the row (committed before the deliver_sm_resp
+    goes back, so a crash loses nothing: an unanswered receipt is redelivered); workers
+    match unprocessed rows in batches (``processed``). A receipt whose id is not known yet
+    (it beat the submit_sm_resp, or the worker died before committing the id) stays with
+    ``part`` empty and is matched later: when the part is written, or by crash recovery
+    on the recipient (``source_addr``) of a message left ``submitting``.
     ``state`` is the normalised part state the receipt reports.
     """
 
@@ -501,6 +504,7 @@ class DeliveryReport(models.Model):
     raw = models.TextField(blank=True, default="")
     part = models.ForeignKey(MessagePart, null=True, blank=True, on_delete=models.SET_NULL, related_name="reports")
     matched_at = models.DateTimeField(null=True, blank=True)
+    processed = models.BooleanField(default=False, help_text=_("A worker has tried to match it once."))
 
     class Meta:
         ordering = ["id"]
@@ -508,6 +512,7 @@ class DeliveryReport(models.Model):
             models.Index(fields=["provider", "message_key"], name="sms_dlr_key"),
             models.Index(fields=["provider", "recipient"], name="sms_dlr_unmatched",
                          condition=Q(part__isnull=True)),
+            models.Index(fields=["id"], name="sms_dlr_unprocessed", condition=Q(processed=False)),
         ]
 
     def __str__(self) -> str:
