@@ -89,7 +89,7 @@ class Worker:
 
     def start(self):
         self.runs += 1
-        log = open(self.tmp_path / f"worker{self.runs}.log", "wb")  # noqa: SIM115 - closed with the process
+        log = open(self.tmp_path / f"worker{self.runs}.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "manage.py", "sms_worker", "--batch-size", "40"], cwd=ROOT,
                                      env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
