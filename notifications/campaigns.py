@@ -266,8 +266,12 @@ def start_campaign(campaign: Campaign, *, actor) -> Campaign:
 
 def kick_workers() -> None:
     """Ask a Celery worker to start sending now (beat does it anyway every few seconds)."""
+    from django.conf import settings
+
     from .tasks import dispatch
 
+    if not getattr(settings, "SMS_DISPATCH_ON_COMMIT", True):
+        return
     try:
         dispatch.delay()
     except Exception:  # the broker being down must not fail the business transaction
