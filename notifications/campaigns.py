@@ -23,10 +23,11 @@ from ispcore.core.money import to_money
 
 from . import credit
 from .audiences import resolve
-from .encoding import SegmentationError, contains_bangla, segment
+from .encoding import SegmentationError, contains_bangla
+from .fastcount import count_parts
 from .models import Campaign, Message, OptOut, ProviderRoute, SenderId, SmsProfile, SmsTemplate
-from .numbers import validate_sender_id
-from .templates import customer_contexts, render, validate_template
+from .numbers import fast_e164, validate_sender_id
+from .templates import compile_template, customer_contexts, validate_template
 
 log = logging.getLogger(__name__)
 S = Campaign.Status
@@ -154,15 +155,18 @@ def _build_rows(campaign: Campaign) -> tuple[list[tuple], dict]:
     opted_out = set(OptOut.objects.filter(tenant=tenant).values_list("number", flat=True)) \
         if campaign.promotional else set()
     price = price_per_part(tenant.pk, campaign.route)
+    costs: dict[int, Decimal] = {}
     seen: set[str] = set()
     invalid: list[list[str]] = []
     invalid_count = duplicates = opted = 0
     rows: list[tuple] = []
     fixed_text = None if names else campaign.body
-    fixed_seg = segment(fixed_text) if fixed_text is not None else None
+    fixed_seg = count_parts(fixed_text) if fixed_text is not None else None
+    fill = compile_template(campaign.body)
+    fallback = {"isp": tenant.name}
     cache: dict[str, str] = {}
     for raw, cid in recipients:
-        number = cache.get(raw)
+        number = cache.get(raw) or fast_e164(raw, region)
         if number is None:
             try:
                 parsed = phonenumbers.parse(raw, region)
@@ -185,16 +189,17 @@ def _build_rows(campaign: Campaign) -> tuple[list[tuple], dict]:
         if fixed_seg is not None:
             text, seg = fixed_text, fixed_seg
         else:
-            text = render(campaign.body, contexts.get(cid, {"isp": tenant.name}))
+            text = fill(contexts.get(cid, fallback))
             try:
-                seg = segment(text)
+                seg = count_parts(text)
             except SegmentationError as exc:
                 invalid_count += 1
                 if len(invalid) < REPORT_SAMPLE:
                     invalid.append([raw, str(exc)])
                 continue
-        parts = seg.count
-        rows.append((number, cid, text, seg.encoding, parts, price, to_money(price * parts)))
+        encoding, parts = seg
+        rows.append((number, cid, text, encoding, parts, price, costs.get(parts) or costs.setdefault(
+            parts, to_money(price * parts))))
     report = {"invalid": invalid, "invalid_count": invalid_count, "duplicates": duplicates, "opted_out": opted}
     return rows, report
 
