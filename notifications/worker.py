@@ -368,15 +368,16 @@ class Sender:
         finish_campaigns()
         return out
 
-    def run_once(self) -> dict[str, int]:
+    def run_once(self, name: str | None = None) -> dict[str, int]:
         """One claim/submit/record round; returns counts (empty when nothing to do)."""
+        name = name or self.name
         now = time.monotonic()
         if now - self._last_housekeeping > 1.0:
             self._last_housekeeping = now
             self.housekeeping()
         else:
             reports.apply_reports()
-        batch = claim(self.name, self.batch_size)
+        batch = claim(name, self.batch_size)
         if not batch:
             return {}
         pending: dict[int, tuple[str | None, list[Future], str]] = {}
@@ -395,27 +396,43 @@ class Sender:
             parts = [f.result() if f.done() else SubmitResult(mid, i, len(futures), Outcome.UNKNOWN, error="no result")
                      for i, f in enumerate(futures)]
             results[mid] = (provider, parts, error)
-        counts = record_results(self.name, results)
+        counts = record_results(name, results)
         counts["claimed"] = len(batch)
         return counts
 
     def run(self, *, stop: Callable[[], bool] = lambda: False, idle_sleep: float = 0.2,
-            max_seconds: float | None = None) -> None:
-        """Loop until ``stop()`` (or ``max_seconds``); sleeps briefly when idle."""
+            max_seconds: float | None = None, threads: int = 1) -> None:
+        """Loop until ``stop()`` (or ``max_seconds``); sleeps briefly when idle.
+
+        ``threads`` > 1 runs that many claim/submit/record loops over the same provider
+        binds (each with its own database connection and claim name), so one loop's
+        database work overlaps another's submits."""
         self.start()
         began = time.monotonic()
+
+        def loop(name: str) -> None:
+            try:
+                while not stop():
+                    if max_seconds is not None and time.monotonic() - began > max_seconds:
+                        break
+                    try:
+                        counts = self.run_once(name)
+                    except Exception:
+                        log.exception("SMS worker round failed; retrying")
+                        close_old_connections()
+                        time.sleep(1.0)
+                        continue
+                    if not counts:
+                        time.sleep(idle_sleep)
+            finally:
+                connection.close()
+
+        extra = [threading.Thread(target=loop, args=(f"{self.name}/{i}",), daemon=True) for i in range(1, threads)]
         try:
-            while not stop():
-                if max_seconds is not None and time.monotonic() - began > max_seconds:
-                    break
-                try:
-                    counts = self.run_once()
-                except Exception:
-                    log.exception("SMS worker round failed; retrying")
-                    close_old_connections()
-                    time.sleep(1.0)
-                    continue
-                if not counts:
-                    time.sleep(idle_sleep)
+            for t in extra:
+                t.start()
+            loop(self.name)
+            for t in extra:
+                t.join()
         finally:
             self.stop()
