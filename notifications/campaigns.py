@@ -361,6 +361,20 @@ def _null(field: str):
     return Q(**{f"{field}__isnull": True})
 
 
+#: the one-click "tell every customer their current due" text (Bangla; placeholders filled per customer).
+DUE_REMINDER = "প্রিয় {name}, আপনার বর্তমান বকেয়া {due} টাকা, মেয়াদ {expiry}। অনুগ্রহ করে পরিশোধ করুন। - {isp}"
+
+
+def send_due_to_all(*, tenant, actor, sender: SenderId | str | None = None, body: str = DUE_REMINDER,
+                    due_gt: Decimal | str = "0") -> Campaign:
+    """One click: every customer with a due above ``due_gt`` gets their own due amount
+    (a non-promotional campaign, started at once: materialised, held, queued)."""
+    campaign = create_campaign(tenant=tenant, actor=actor, name=f"Due reminder {timezone.localdate()}",
+                               body=body, sender=sender, promotional=False,
+                               audience={"kind": "customers", "due_gt": str(due_gt)})
+    return start_campaign(campaign, actor=actor)
+
+
 def parse_audience_upload(content: bytes, filename: str) -> dict:
     """An uploaded CSV/XLSX as a ``numbers`` audience."""
     from .audiences import parse_upload
@@ -368,5 +382,5 @@ def parse_audience_upload(content: bytes, filename: str) -> dict:
     return {"kind": "numbers", "numbers": parse_upload(content, filename)}
 
 
-__all__ = ["cancel_campaign", "create_campaign", "finish_campaigns", "in_quiet_hours", "pause_campaign",
+__all__ = ["cancel_campaign", "create_campaign", "send_due_to_all", "finish_campaigns", "in_quiet_hours", "pause_campaign",
            "profile", "progress", "resume_campaign", "start_campaign", "start_due_campaigns"]
