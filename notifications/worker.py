@@ -172,6 +172,7 @@ def record_results(worker: str, results: dict[int, tuple[str | None, list[Submit
         mine = {m.pk: m for m in Message.objects.select_for_update()
                 .filter(pk__in=list(results), state=M.SUBMITTING, claimed_by=worker)}
         route_ids = _route_ids()
+        cancelled = _cancelled_campaigns({m.campaign_id for m in mine.values()})
         parts: list[MessagePart] = []
         updates: list[Message] = []
         charge: dict[int, list] = defaultdict(list)
@@ -212,7 +213,12 @@ def record_results(worker: str, results: dict[int, tuple[str | None, list[Submit
                 counts["unknown"] += 1
             else:
                 prof = profile(m.tenant_id)
-                if m.attempts <= prof.retry_count:
+                if m.campaign_id in cancelled:
+                    m.state, m.finished_at, m.refunded_at = M.CANCELLED, now, now
+                    m.claimed_by, m.claimed_until = "", None
+                    refund[m.tenant_id].append((m.pk, m.cost))
+                    counts["cancelled"] += 1
+                elif m.attempts <= prof.retry_count:
                     m.state, m.next_attempt_at = M.QUEUED, now + _backoff(prof, m.attempts)
                     m.claimed_by, m.claimed_until = "", None
                     counts["retry"] += 1
@@ -235,6 +241,13 @@ def record_results(worker: str, results: dict[int, tuple[str | None, list[Submit
             {m.pk for m in updates if m.state == M.SUBMITTED}
         reports.rollup(rejected_mixed)
     return dict(counts)
+
+
+def _cancelled_campaigns(ids: set) -> set[int]:
+    """Of these campaigns, the cancelled ones: their messages are not queued again."""
+    ids = {i for i in ids if i}
+    return set(Campaign.objects.filter(pk__in=ids, status=Campaign.Status.CANCELLED).values_list("id", flat=True)) \
+        if ids else set()
 
 
 def _route_ids() -> dict[str, int]:
@@ -263,7 +276,8 @@ def recover_stale(*, now=None, limit: int = 500) -> dict[str, int]:
         for r in (DeliveryReport.objects.select_for_update().filter(part__isnull=True, recipient__in=numbers)
                   .order_by("id")):
             pool[r.recipient].append(r)
-        parts, charged, requeue = [], defaultdict(list), []
+        parts, charged, refunds = [], defaultdict(list), defaultdict(list)
+        cancelled = _cancelled_campaigns({m.campaign_id for m in stale})
         for m in stale:
             found = [r for r in pool.get(to_provider_address(m.to_number), [])
                      if m.submitting_at is None or r.received_at >= m.submitting_at - timedelta(seconds=5)]
@@ -281,18 +295,24 @@ def recover_stale(*, now=None, limit: int = 500) -> dict[str, int]:
                 charged[m.tenant_id].append((m.pk, m.cost))
                 counts["recovered"] += 1
             elif m.submitting_at is None or now - m.submitting_at >= timedelta(seconds=resend_after()):
-                m.state, m.claimed_by, m.claimed_until, m.next_attempt_at = M.QUEUED, "", None, None
-                m.error = "no receipt after crash: resent"
-                requeue.append(m)
-                counts["requeued"] += 1
+                m.claimed_by, m.claimed_until, m.next_attempt_at = "", None, None
+                if m.campaign_id in cancelled:
+                    m.state, m.error = M.CANCELLED, "campaign cancelled; no receipt after crash"
+                    m.finished_at = m.refunded_at = now
+                    refunds[m.tenant_id].append((m.pk, m.cost))
+                    counts["cancelled"] += 1
+                else:
+                    m.state, m.error = M.QUEUED, "no receipt after crash: resent"
+                    counts["requeued"] += 1
             else:
                 counts["waiting"] += 1
         changed = [m for m in stale if m.state != M.SUBMITTING]
         bulk_set(changed, ["state", "submitted_at", "charged_at", "route", "error", "claimed_by",
-                                              "claimed_until", "next_attempt_at"])
+                           "claimed_until", "next_attempt_at", "finished_at", "refunded_at"])
         created = MessagePart.objects.bulk_create(parts)
-        for tenant_id, pairs in charged.items():
-            credit.settle(tenant_id, charge=[p for p in pairs if p[1]])
+        for tenant_id in set(charged) | set(refunds):
+            credit.settle(tenant_id, charge=[p for p in charged.get(tenant_id, []) if p[1]],
+                          refund_held=[p for p in refunds.get(tenant_id, []) if p[1]])
         if created:
             # the receipts that proved the send also carry its state: match them now
             reports.match_parts(created)

@@ -261,3 +261,21 @@ def test_sender_id_rules():
         queue_message(tenant=tenant, to="01711000001", text="hi", actor=mgr, sender="Private")
     line.allowed_users.add(mgr)
     assert queue_message(tenant=tenant, to="01711000001", text="hi", actor=mgr, sender="Private").sender == "Private"
+
+
+@pytest.mark.django_db
+def test_claimed_messages_of_a_cancelled_campaign_are_not_queued_again():
+    from notifications.smpp import Outcome, SubmitResult
+    from notifications.worker import record_results
+
+    su = make_super()
+    tenant, _ = make_tenant(su, "isp-cxl", retry_count=3)
+    c = start_campaign(create_campaign(tenant=tenant, actor=su, name="c", body="অফার",
+                                       audience={"kind": "numbers", "numbers": numbers("0171", 3)}), actor=su)
+    claimed = claim("w", 10)
+    cancel_campaign(c, actor=su)
+    assert credit.held(tenant.pk) == Decimal("1.05")  # claimed: still in flight
+    results = {m.pk: (None, [SubmitResult(m.pk, 0, 1, Outcome.TEMPORARY, error="throttled")], "") for m in claimed}
+    assert record_results("w", results) == {"cancelled": 3}
+    assert set(Message.objects.filter(campaign=c).values_list("state", flat=True)) == {M.CANCELLED}
+    assert credit.held(tenant.pk) == Decimal("0.00") and credit.balance(tenant.pk) == Decimal("1000.00")
