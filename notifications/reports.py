@@ -45,6 +45,11 @@ FAILED_MESSAGE = {M.UNDELIVERED, M.EXPIRED, M.REJECTED, M.FAILED, M.BLOCKED, M.C
 FINAL_MESSAGE = FAILED_MESSAGE | {M.DELIVERED, M.UNKNOWN}
 
 
+def match_window() -> timedelta:
+    """How far back a receipt may match a part (provider ids are recycled)."""
+    return timedelta(days=float(getattr(settings, "SMS_DLR_MATCH_DAYS", 3)))
+
+
 def receipt_state(stat: str | None, message_state: int | None) -> str:
     if message_state in MESSAGE_STATES:
         return MESSAGE_STATES[message_state]
@@ -120,9 +125,11 @@ def match_parts(parts: Iterable[MessagePart]) -> int:
         if part.message_key:
             by_provider[part.provider].append(part.message_key)
     found: list[DeliveryReport] = []
+    since = timezone.now() - match_window()
     for provider, keys in by_provider.items():
         found.extend(DeliveryReport.objects.select_for_update()
-                     .filter(provider=provider, message_key__in=keys, part__isnull=True).order_by("id"))
+                     .filter(provider=provider, message_key__in=keys, part__isnull=True, received_at__gte=since)
+                     .order_by("id"))
     if found:
         _match(found)
     return len(found)
@@ -133,9 +140,12 @@ def _match(reports: list[DeliveryReport]) -> set[int]:
     for r in reports:
         if r.message_key and r.part_id is None:
             keys[r.provider].add(r.message_key)
+    # Providers recycle ids: only parts of the last SMS_DLR_MATCH_DAYS count, the newest wins.
     parts: dict[tuple[str, str], MessagePart] = {}
+    since = timezone.now() - match_window()
     for provider, ks in keys.items():
-        for part in MessagePart.objects.select_for_update().filter(provider=provider, message_key__in=ks):
+        for part in (MessagePart.objects.select_for_update()
+                     .filter(provider=provider, message_key__in=ks, submitted_at__gte=since).order_by("id")):
             parts[(provider, part.message_key)] = part
     now = timezone.now()
     changed: dict[int, MessagePart] = {}

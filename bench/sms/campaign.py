@@ -71,7 +71,8 @@ def main() -> None:
     parser.add_argument("--send-seconds", type=float, default=60.0)
     args = parser.parse_args()
 
-    with SMSCSimulator("ispsms", "secret") as sim:
+    # a fresh id range per run, as a real SMSC's ids would be (the simulator restarts at a fixed id)
+    with SMSCSimulator("ispsms", "secret", first_message_id=int(time.time() * 1000) % 10**12) as sim:
         sim.configure(dlr="late", dlr_delay=0.2)
         tenant, su = setup(args.slug, args.customers, sim.port)
         campaign = create_campaign(tenant=tenant, actor=su, name=f"bench {time.strftime('%H:%M:%S')}",
