@@ -153,3 +153,22 @@ def test_statistics_per_campaign_user_and_period(sim, settings):
     assert message_stats(tenant_id=tenant.pk, group_by="day")[0]["cost"] == Decimal("1.05")
     with pytest.raises(ValueError):
         message_stats(group_by="colour")
+
+
+def test_celery_dispatch_task_sends_what_is_queued(sim, settings):
+    from notifications import tasks
+
+    settings.SMS_DISPATCH_ON_COMMIT = False
+    settings.SMS_DISPATCH_SECONDS = 5
+    su = make_super()
+    tenant, route = make_tenant(su, "isp-task", port=sim.port)
+    msgs = [queue_message(tenant=tenant, to=f"0171100000{i}", text="Via Celery", actor=su) for i in range(3)]
+    tasks._SENDER = None
+    try:
+        tasks.dispatch()  # the task body, as a Celery worker runs it
+    finally:
+        if tasks._SENDER is not None:
+            tasks._SENDER.stop()
+        tasks._SENDER = None
+    assert {Message.objects.get(pk=m.pk).state for m in msgs} == {M.SUBMITTED}
+    assert len(sim.submits) == 3
