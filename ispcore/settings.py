@@ -186,7 +186,21 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.check_ledger_consistency",
         "schedule": crontab(minute=17, hour=3),
     },
+    # SMS: queued messages are also kicked on commit; these catch up after downtime.
+    "sms-dispatch": {"task": "notifications.dispatch", "schedule": 10.0, "options": {"expires": 10}},
+    "sms-outbox": {"task": "notifications.process_outbox", "schedule": 5.0, "options": {"expires": 5}},
+    "sms-housekeeping": {"task": "notifications.housekeeping", "schedule": 30.0, "options": {"expires": 30}},
 }
+
+# SMS sending (notifications.worker): a claimed message's lease; how long a message left
+# 'submitting' by a crashed worker waits for a delivery receipt before it is resent
+# (must exceed the provider's receipt latency); how long one dispatch task runs.
+SMS_CLAIM_LEASE_SECONDS = env_int("SMS_CLAIM_LEASE_SECONDS", 120)
+SMS_SUBMITTING_RESEND_AFTER = env_int("SMS_SUBMITTING_RESEND_AFTER", 3600)
+SMS_DISPATCH_SECONDS = env_int("SMS_DISPATCH_SECONDS", 50)
+SMS_RECEIPT_ASYNC_COMMIT = env_bool("SMS_RECEIPT_ASYNC_COMMIT", True)  # see notifications.reports.store_receipt
+SMS_DLR_MATCH_DAYS = env_int("SMS_DLR_MATCH_DAYS", 3)  # receipts match parts submitted this recently (ids recycle)
+SMS_DISPATCH_ON_COMMIT = env_bool("SMS_DISPATCH_ON_COMMIT", True)  # kick a dispatch task when a send commits
 
 LOGGING = {
     "version": 1,

@@ -384,6 +384,8 @@ def _redeem(card: RechargeCard, customer, *, actor, source: str | None) -> Redem
         card.status, card.used_by, card.used_at = CardStatus.USED, customer, now
         audit.record("card.redeem", card, actor=actor, customer=customer.pk, amount=str(value), source=source or "",
                      activation_pending=pending)
+        audit.emit("card.redeemed", tenant_id=customer.tenant_id, customer_id=customer.pk, amount=str(value),
+                   serial=card.serial)
     return Redemption(card=card, amount=value, transaction=txn, activation=activation, activation_pending=pending)
 
 

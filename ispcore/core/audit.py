@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 
 from .models import AuditEvent, OutboxEvent
 
@@ -22,9 +22,17 @@ def record(action: str, obj: models.Model, *, actor=None, tenant_id: int | None 
     )
 
 
+#: Callables run after the commit of a transaction that emitted an event (a consumer
+#: registers one in its AppConfig.ready, so core imports no other app).
+OUTBOX_LISTENERS: list = []
+
+
 def emit(kind: str, *, tenant_id: int, customer_id: int | None = None, **payload: Any) -> OutboxEvent:
     """Queue a business event (e.g. 'payment.received') for the SMS module. Call inside the
-    service's transaction: the event commits or rolls back with the change."""
+    service's transaction: the event commits or rolls back with the change; listeners run
+    only after a commit."""
+    for listener in OUTBOX_LISTENERS:
+        transaction.on_commit(listener)
     return OutboxEvent.objects.create(
         tenant_id=tenant_id, kind=kind, customer_id=customer_id,
         payload={k: (str(v) if not isinstance(v, (int, bool, str, type(None), list, dict)) else v)

@@ -1,0 +1,59 @@
+"""Celery tasks: thin wrappers around the SMS services (see ARCHITECTURE.md)."""
+from __future__ import annotations
+
+import time
+
+from celery import shared_task
+from django.conf import settings
+
+_SENDER = None
+
+
+def _sender():
+    """One Sender per worker process: its SMPP binds stay open between tasks."""
+    global _SENDER
+    if _SENDER is None:
+        from .worker import Sender
+
+        _SENDER = Sender()
+        _SENDER.start()
+    return _SENDER
+
+
+@shared_task(name="notifications.dispatch", ignore_result=True)
+def dispatch() -> None:
+    """Send queued messages until none is left or SMS_DISPATCH_SECONDS pass; any number
+    of these run at once on any number of hosts (rows are claimed with SKIP LOCKED)."""
+    sender = _sender()
+    deadline = time.monotonic() + float(getattr(settings, "SMS_DISPATCH_SECONDS", 50))
+    idle = 0
+    while time.monotonic() < deadline:
+        if sender.run_once():
+            idle = 0
+            continue
+        idle += 1
+        if idle > 3:
+            break
+        time.sleep(0.2)
+
+
+@shared_task(name="notifications.process_outbox", ignore_result=True)
+def process_outbox_task() -> None:
+    from .transactional import process_outbox
+
+    while process_outbox()["sent"]:
+        pass
+
+
+@shared_task(name="notifications.housekeeping", ignore_result=True)
+def housekeeping() -> None:
+    """Start scheduled campaigns, complete finished ones, recover crashed sends, match receipts."""
+    from . import reports
+    from .campaigns import finish_campaigns, start_due_campaigns
+    from .worker import recover_stale
+
+    start_due_campaigns()
+    recover_stale()
+    while reports.apply_reports() >= 2000:
+        pass
+    finish_campaigns()
