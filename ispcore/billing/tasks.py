@@ -33,3 +33,11 @@ def suspend_overdue() -> int:
     from .invoicing import suspend_overdue as run
 
     return run()
+
+
+@shared_task(name="billing.bill_minutes")
+def bill_minutes() -> dict:
+    """Every minute: per-minute reseller billing (idempotent through the per-node watermark)."""
+    from .minutes import bill_minutes as tick
+
+    return tick().result
