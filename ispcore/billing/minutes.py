@@ -45,6 +45,7 @@ from ispcore.accounts.models import AccountNode
 from ispcore.accounts.roles import NodeKind
 from ispcore.catalog.models import PriceListEntry
 from ispcore.core import audit
+from ispcore.core.bulk import bulk_set
 from ispcore.core.models import JobRun
 from ispcore.subscribers import lifecycle
 from ispcore.subscribers.models import Customer
@@ -92,41 +93,43 @@ def _floor_paisa(amount: Decimal) -> Decimal:
     return amount.quantize(PAISA, rounding=ROUND_FLOOR)
 
 
-def _ceil(expr: str) -> str:
-    """SQL: `expr` rounded up to the whole minute (infinity stays infinity)."""
-    return (f"(date_trunc('minute', {expr}) + CASE WHEN date_trunc('minute', {expr}) < {expr} "
-            f"THEN interval '1 minute' ELSE interval '0' END)")
-
-
-# Customer-minutes per (node, package) for each node's own range [s, e). Spans are snapped
-# to whole minutes by their start (the status at a minute's start decides it), sessions are
-# widened to whole minutes (online at any moment of the minute counts), the union of a
-# customer's sessions is taken per span (range_agg), and the minutes are its length.
-MINUTES_SQL = f"""
-WITH w(node_id, s, e) AS (
-    SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[])
+# Customer-minutes per (node, package) for each node's own range [s, e), in whole minutes
+# since the epoch (integers: no range types on the hot path). A span counts from the first
+# whole minute after it opened (the status at a minute's start decides it); a session
+# counts in every minute it touches. Per span, its sessions are sorted and each adds only
+# what lies past the furthest end before it (a window max), so overlapping sessions and a
+# reconnect inside one minute count once.
+MINUTES_SQL = """
+WITH w(node_id, s, e, s_min, e_min) AS (
+    SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::bigint[], %s::bigint[])
 ),
 spans AS (
     SELECT sp.id, sp.customer_id, sp.package_id, w.node_id,
-           tstzrange(greatest({_ceil('sp.started_at')}, w.s),
-                     least({_ceil("coalesce(sp.ended_at, 'infinity')")}, w.e)) AS r
+           greatest(ceil(extract(epoch FROM sp.started_at) / 60)::bigint, w.s_min) AS lo,
+           least(coalesce(ceil(extract(epoch FROM sp.ended_at) / 60)::bigint, w.e_min), w.e_min) AS hi
       FROM billing_servicespan sp JOIN w ON sp.node_id = w.node_id
      WHERE sp.started_at < w.e AND (sp.ended_at IS NULL OR sp.ended_at > w.s)
 ),
-online AS (
-    SELECT s.node_id, s.package_id,
-           range_agg(s.r * tstzrange(date_trunc('minute', a.started_at),
-                                     greatest({_ceil("coalesce(a.stopped_at, 'infinity')")},
-                                              date_trunc('minute', a.started_at)))) AS m
+pairs AS (
+    SELECT s.id, s.node_id, s.package_id,
+           greatest(s.lo, floor(extract(epoch FROM a.started_at) / 60)::bigint) AS plo,
+           least(s.hi, coalesce(ceil(extract(epoch FROM a.stopped_at) / 60)::bigint, s.hi)) AS phi
       FROM spans s JOIN radius_accountingsession a ON a.customer_id = s.customer_id
-     WHERE NOT isempty(s.r) AND a.started_at < upper(s.r)
-       AND (a.stopped_at IS NULL OR a.stopped_at > lower(s.r))
-     GROUP BY s.node_id, s.package_id, s.id
+     WHERE s.lo < s.hi AND a.started_at < to_timestamp(s.hi * 60)
+       AND (a.stopped_at IS NULL OR a.stopped_at > to_timestamp(s.lo * 60))
+),
+counted AS (
+    SELECT node_id, package_id, plo, phi,
+           max(phi) OVER (PARTITION BY id ORDER BY plo, phi ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach
+      FROM pairs WHERE plo < phi
 )
-SELECT node_id, package_id,
-       (sum((SELECT coalesce(sum(extract(epoch FROM upper(x) - lower(x))), 0) FROM unnest(m) x)) / 60)::bigint
-  FROM online GROUP BY node_id, package_id
+SELECT node_id, package_id, sum(greatest(0, phi - greatest(plo, coalesce(reach, plo))))::bigint
+  FROM counted GROUP BY node_id, package_id
 """
+
+
+def _minute_index(moment: datetime) -> int:
+    return int(moment.timestamp()) // 60
 
 
 def customer_minutes(ranges: dict[int, tuple[datetime, datetime]]) -> dict[int, dict[int, int]]:
@@ -134,8 +137,12 @@ def customer_minutes(ranges: dict[int, tuple[datetime, datetime]]) -> dict[int, 
     if not ranges:
         return {}
     nodes = list(ranges)
+    starts, ends = [ranges[n][0] for n in nodes], [ranges[n][1] for n in nodes]
     with connection.cursor() as cur:
-        cur.execute(MINUTES_SQL, [nodes, [ranges[n][0] for n in nodes], [ranges[n][1] for n in nodes]])
+        if connection.in_atomic_block:
+            cur.execute("SET LOCAL work_mem = '64MB'")  # keep the sort of one tick in memory
+        cur.execute(MINUTES_SQL, [nodes, starts, ends, [_minute_index(t) for t in starts],
+                                  [_minute_index(t) for t in ends]])
         rows = cur.fetchall()
     out: dict[int, dict[int, int]] = defaultdict(dict)
     for node_id, package_id, minutes in rows:
@@ -238,8 +245,7 @@ def _advance(bills: list[_NodeBill], now: datetime) -> None:
         bill.state.refused_at, bill.state.refused_reason = None, ""
         bill.state.updated_at = now
         states.append(bill.state)
-    MinuteBillingState.objects.bulk_update(states, ["billed_until", "carry", "refused_at", "refused_reason",
-                                                    "updated_at"])
+    bulk_set(states, ["billed_until", "carry", "refused_at", "refused_reason", "updated_at"])
 
 
 def _bill_batch(target: datetime, skip: set[int], totals: dict, to_suspend: set[int]) -> bool:
