@@ -34,11 +34,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from ispcore.accounts.models import AccountNode
@@ -51,7 +52,7 @@ from ispcore.subscribers import lifecycle
 from ispcore.subscribers.models import Customer
 
 from .locks import lock_wallets
-from .models import MinuteBillingState, MinuteCharge, Wallet
+from .models import MinuteBillingState, MinuteCharge, ResellerStatement, Wallet
 from .services import Posting, open_wallet, post_transactions, system_wallet
 
 log = logging.getLogger(__name__)
@@ -384,5 +385,52 @@ def bill_minutes(now: datetime | None = None) -> JobRun:
     run.status, run.finished_at = JobRun.Status.SUCCEEDED, timezone.now()
     run.result = {k: str(v) if isinstance(v, Decimal) else v for k, v in totals.items()}
     run.total = run.progress = totals["nodes"]
+    run.save()
+    return run
+
+
+def _month_bounds(tenant, period: date) -> tuple[datetime, datetime]:
+    tz = tenant.tzinfo
+    start = datetime(period.year, period.month, 1, tzinfo=tz)
+    following = date(period.year + period.month // 12, period.month % 12 + 1, 1)
+    return start, datetime(following.year, following.month, 1, tzinfo=tz)
+
+
+def issue_reseller_statements(tenant, period: date, *, now: datetime | None = None) -> JobRun:
+    """Issue the month's statement to every postpaid reseller and sub-reseller of `tenant`
+    that was billed per minute in it: customer-minutes, amount charged, and the debt to pay
+    (its wallet's debt at issue time). Idempotent: a node that has its statement is skipped."""
+    period = period.replace(day=1)
+    now = now or timezone.now()
+    start, end = _month_bounds(tenant, period)
+    run, _created = JobRun.objects.get_or_create(kind="reseller_statements", key=f"{tenant.id}:{period.isoformat()}",
+                                                 defaults={"tenant_id": tenant.id})
+    sums = {row["node_id"]: row for row in MinuteCharge.objects.filter(
+        tenant=tenant, node__billing_mode=AccountNode.BillingMode.POSTPAID, period_start__gte=start,
+        period_start__lt=end).values("node_id").annotate(minutes=Sum("minutes"), charged=Sum("posted"))}
+    done = set(ResellerStatement.objects.filter(node_id__in=sums, period=period).values_list("node_id", flat=True))
+    issued = 0
+    for node_id, row in sorted(sums.items()):
+        if node_id in done:
+            continue
+        with transaction.atomic():
+            wallet = lock_wallets(Wallet.objects.filter(node_id=node_id).values_list("id", flat=True))
+            wallet = next(iter(wallet.values()))
+            statement, created = ResellerStatement.objects.get_or_create(node_id=node_id, period=period, defaults={
+                "tenant": tenant, "number": f"RS{period:%Y%m}-{node_id:05d}", "minutes": row["minutes"],
+                "charged": row["charged"], "balance": wallet.balance, "credit_limit": wallet.credit_limit,
+                "due": max(ZERO, -wallet.balance), "issued_at": now, "run": run,
+                "due_date": timezone.localdate(now, tenant.tzinfo) + timedelta(days=tenant.invoice_due_days),
+            })
+            if created:
+                audit.record("reseller_statement.issued", statement, minutes=statement.minutes,
+                             charged=statement.charged, due=statement.due)
+                audit.emit("reseller.statement", tenant_id=tenant.id, node_id=node_id, number=statement.number,
+                           due=statement.due)
+                issued += 1
+    run.status, run.finished_at = JobRun.Status.SUCCEEDED, timezone.now()
+    run.total = len(sums)
+    run.progress = len(sums)
+    run.result = {"issued": issued + run.result.get("issued", 0)}
     run.save()
     return run

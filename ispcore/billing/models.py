@@ -369,3 +369,35 @@ class MinuteCharge(models.Model):
 
     def __str__(self) -> str:
         return f"node {self.node_id} {self.period_start}..{self.period_end}: {self.posted}"
+
+
+class ResellerStatement(models.Model):
+    """A postpaid node's monthly bill for per-minute billing: the customer-minutes and the
+    amount charged in the month (from its MinuteCharge rows, by the month of each range's
+    start in the tenant's time zone) and what it owed when the statement was issued. The
+    debt itself is already in the ledger (the node's wallet); the statement asks for it.
+    One per node and month, so the monthly run can repeat safely."""
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
+    node = models.ForeignKey("accounts.AccountNode", on_delete=models.PROTECT, related_name="statements")
+    number = models.CharField(max_length=40)
+    period = models.DateField(help_text=_("First day of the month billed."))
+    minutes = models.PositiveBigIntegerField(default=0)
+    charged = MoneyField(default=Decimal("0"))
+    balance = MoneyField(help_text=_("The wallet balance when issued (negative: owed)."))
+    credit_limit = MoneyField(default=Decimal("0"))
+    due = MoneyField(default=Decimal("0"))
+    due_date = models.DateField()
+    issued_at = models.DateTimeField()
+    run = models.ForeignKey("core.JobRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-period", "node_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["node", "period"], name="one_statement_per_node_month"),
+            models.UniqueConstraint(fields=["tenant", "number"], name="statement_number_unique"),
+            models.CheckConstraint(condition=Q(due__gte=0), name="statement_due_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number

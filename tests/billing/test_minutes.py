@@ -286,3 +286,29 @@ def test_minute_price_is_validated_against_the_chain():
     with pytest.raises(ValidationError):
         catalog.set_minute_price(actor=w["admin"], node=w["s"], package=w["hours"], minute_price="0.03")
     assert catalog.minute_price_from("600", 30 * 24 * 60) == Decimal("0.013889")
+
+
+@pytest.mark.django_db
+def test_postpaid_reseller_gets_one_monthly_statement_of_its_minutes_and_debt():
+    from datetime import date
+
+    from ispcore.billing.invoicing import monthly_billing_tick
+    from ispcore.billing.models import ResellerStatement
+
+    w = build_chain()
+    p = w["p"]
+    catalog.set_minute_price(actor=w["admin"], node=p, package=w["week"], minute_price="0.0125")
+    minutes.bill_minutes(now=at(0))
+    c = w["customer"](p, "post1")
+    session(c, at(0), at(100))  # 100 minutes on 1 December
+    minutes.bill_minutes(now=at(200))
+    assert balance(p) == Decimal("-1.25")
+    # The monthly tick on 1 January issues December's statement, once.
+    monthly_billing_tick(now=datetime(2027, 1, 1, 1, 0, tzinfo=ZoneInfo("Asia/Dhaka")))
+    monthly_billing_tick(now=datetime(2027, 1, 1, 1, 5, tzinfo=ZoneInfo("Asia/Dhaka")))
+    minutes.issue_reseller_statements(w["tenant"], date(2026, 12, 1))
+    statement = ResellerStatement.objects.get(node=p)
+    assert (statement.period, statement.minutes, statement.charged, statement.due) == (
+        date(2026, 12, 1), 100, Decimal("1.25"), Decimal("1.25"))
+    assert statement.credit_limit == Decimal("1500.00")
+    assert ResellerStatement.objects.count() == 1
