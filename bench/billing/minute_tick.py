@@ -7,7 +7,8 @@ Usage (its own PostgreSQL database; the script migrates and seeds it on the firs
 Seeds one tenant with --resellers resellers, each with --subs sub-resellers, and spreads
 N active customers with one open session each over them (every node has a per-minute
 rate). Then times: the one-minute tick (the goal: under 2 s for 50,000 sessions), the
-same minute again (a duplicate run: nothing posted), and a tick 10 minutes late (catch-up).
+same minute again (a duplicate run: nothing posted), the next minute in the now warm
+process, and a tick 10 minutes late (catch-up).
 Prints the figures and checks the charged minutes and the ledger. Re-running continues
 from the stored watermarks."""
 import argparse
@@ -126,12 +127,14 @@ def main() -> None:
     if watermark is None or watermark < start:
         minutes.bill_minutes(now=start + lag)
         watermark = start
-    one = timed_tick("one-minute tick", watermark + timedelta(minutes=1) + lag, open_sessions)
+    one = timed_tick("one-minute tick (first in this process)", watermark + timedelta(minutes=1) + lag, open_sessions)
     timed_tick("same minute again (duplicate run)", watermark + timedelta(minutes=1) + lag, 0)
-    timed_tick("10 minutes late (catch-up)", watermark + timedelta(minutes=11) + lag, 10 * open_sessions)
+    warm = timed_tick("next minute (warm process, as a worker runs it)", watermark + timedelta(minutes=2) + lag,
+                      open_sessions)
+    timed_tick("10 minutes late (catch-up)", watermark + timedelta(minutes=12) + lag, 10 * open_sessions)
     diffs = ledger_differences(tenant.id)
     print(f"ledger check: {len(diffs['wallets'])} wallet differences, {len(diffs['transactions'])} unbalanced")
-    print(f"RESULT one tick over {open_sessions} sessions: {one:.3f} s (goal < 2 s)")
+    print(f"RESULT one tick over {open_sessions} sessions: {one:.3f} s first, {warm:.3f} s warm (goal < 2 s)")
 
 
 if __name__ == "__main__":
