@@ -276,9 +276,10 @@ def _bill_batch(target: datetime, skip: set[int], totals: dict, to_suspend: set[
                 b.txn = by_key[b.posting.idempotency_key]
         refused = [b for b in bills if b.refused]
         for b in refused:
+            if b.state.refused_at is None:  # audit when it starts, not on every retry
+                audit.record("minute_billing.refused", b.state, reason=b.refused, billed_until=b.start.isoformat())
             b.state.refused_at, b.state.refused_reason = now, b.refused[:255]
             b.state.save(update_fields=["refused_at", "refused_reason", "updated_at"])
-            audit.record("minute_billing.refused", b.state, reason=b.refused, billed_until=b.start.isoformat())
             skip.add(b.node_id)
         done = [b for b in bills if not b.refused]
         _advance(done, now)
@@ -302,14 +303,12 @@ def _wallets(bills: list[_NodeBill]) -> dict:
         return {}
     nodes = {n for b in bills for n in b.levels}
     by_node = dict(Wallet.objects.filter(node_id__in=nodes).values_list("node_id", "id"))
-    tenants = {b.state.tenant_id for b in bills}
     revenue = {}
     for node in AccountNode.objects.filter(id__in=nodes - set(by_node)).select_related("tenant"):
         by_node[node.id] = open_wallet(tenant=node.tenant, node=node).pk
     for b in bills:
         if b.state.tenant_id not in revenue:
             revenue[b.state.tenant_id] = system_wallet(b.state.node.tenant, "revenue").pk
-    assert tenants == set(revenue)
     for b in bills:
         legs = [(by_node[n], a) for n, a in b.legs]
         legs.append((revenue[b.state.tenant_id], -sum((a for _, a in legs), ZERO)))
@@ -383,7 +382,8 @@ def bill_minutes(now: datetime | None = None) -> JobRun:
         run.save()
         raise
     run.status, run.finished_at = JobRun.Status.SUCCEEDED, timezone.now()
-    run.result = {k: str(v) if isinstance(v, Decimal) else v for k, v in totals.items()}
+    run.result = {k: str(totals[k]) if k == "charged" else totals[k]
+                  for k in ("nodes", "minutes", "postings", "charged", "refused", "suspended")}
     run.total = run.progress = totals["nodes"]
     run.save()
     return run

@@ -312,3 +312,16 @@ def test_postpaid_reseller_gets_one_monthly_statement_of_its_minutes_and_debt():
         date(2026, 12, 1), 100, Decimal("1.25"), Decimal("1.25"))
     assert statement.credit_limit == Decimal("1500.00")
     assert ResellerStatement.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_beat_runs_the_tick_every_minute_through_the_celery_task(settings):
+    from ispcore.billing.tasks import bill_minutes as task
+
+    assert settings.CELERY_BEAT_SCHEDULE["minute-billing"] == {"task": "billing.bill_minutes", "schedule": 60.0}
+    w = build_chain()
+    result = task.apply().get()
+    assert result["nodes"] == 0  # the first tick only starts the watermarks
+    assert MinuteBillingState.objects.filter(node__in=[w["r"], w["s"], w["p"]]).count() == 3
+    run = minutes.JobRun.objects.filter(kind="minute_billing").latest("id")
+    assert run.status == "succeeded"
