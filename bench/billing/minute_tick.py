@@ -6,7 +6,7 @@ Usage (its own PostgreSQL database; the script migrates and seeds it on the firs
         .venv/bin/python bench/billing/minute_tick.py --sessions 50000
 Seeds one tenant with --resellers resellers, each with --subs sub-resellers, and spreads
 N active customers with one open session each over them (every node has a per-minute
-rate). Then times: the one-minute tick (the goal: under 2 s for 50,000 sessions), the
+rate), plus --history closed sessions of the last 30 days (a tick must not read them). Then times: the one-minute tick (the goal: under 2 s for 50,000 sessions), the
 same minute again (a duplicate run: nothing posted), the next minute in the now warm
 process, and a tick 10 minutes late (catch-up).
 Prints the figures and checks the charged minutes and the ledger. Re-running continues
@@ -44,7 +44,21 @@ from radius.models import AccountingSession  # noqa: E402
 SLUG = "minute-bench"
 
 
-def seed(sessions: int, resellers: int, subs: int) -> Tenant:
+HISTORY_SQL = """
+INSERT INTO radius_accountingsession (tenant_id, customer_id, unique_id, acct_session_id, username, nas_port_id,
+    calling_station_id, called_station_id, started_at, updated_at, stopped_at, session_time, input_octets,
+    output_octets, input_packets, output_packets, interim_interval, terminate_cause)
+SELECT c.tenant_id, c.id, md5('h' || g::text), 'H' || g, c.username, '', '', '',
+       now() - interval '30 days' - interval '1 hour' + g * %s * interval '1 second',
+       now() - interval '30 days' + g * %s * interval '1 second',
+       now() - interval '30 days' + g * %s * interval '1 second', 3600, 0, 0, 0, 0, 0, 'User-Request'
+  FROM generate_series(1, %s) g
+  JOIN subscribers_customer c ON c.username = 'm' || lpad((g %% %s)::text, 6, '0')
+  JOIN accounts_tenant t ON t.id = c.tenant_id AND t.slug = %s
+"""
+
+
+def seed(sessions: int, resellers: int, subs: int, history: int) -> Tenant:
     su = User.objects.filter(role=Role.SUPER_ADMIN).first() or User.objects.create(
         username="bench-root", role=Role.SUPER_ADMIN)
     with transaction.atomic():
@@ -83,7 +97,11 @@ def seed(sessions: int, resellers: int, subs: int) -> Tenant:
         print(f"  seeded {hi}/{sessions} customers and open sessions", end="\r", flush=True)
     print()
     with connection.cursor() as cur:
+        # Closed sessions of the last 30 days: the tick must not read the history.
+        step = 30 * 86400 / max(history, 1)
+        cur.execute(HISTORY_SQL, [step, step, step, history, sessions, SLUG])
         cur.execute("ANALYZE")
+    print(f"  seeded {history} closed sessions of the last 30 days")
     return tenant
 
 
@@ -106,6 +124,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=50_000)
     parser.add_argument("--resellers", type=int, default=50)
     parser.add_argument("--subs", type=int, default=3, help="sub-resellers per reseller")
+    parser.add_argument("--history", type=int, default=1_000_000, help="closed sessions of the last 30 days")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         raise SystemExit("run it on PostgreSQL (DATABASE_URL=postgres://...)")
@@ -113,11 +132,13 @@ def main() -> None:
     tenant = Tenant.objects.filter(slug=SLUG).first()
     if tenant is None:
         t0 = time.perf_counter()
-        tenant = seed(args.sessions, args.resellers, args.subs)
+        tenant = seed(args.sessions, args.resellers, args.subs, args.history)
         print(f"seeded in {time.perf_counter() - t0:.1f} s")
     open_sessions = AccountingSession.objects.filter(tenant_id=tenant.id, stopped_at__isnull=True).count()
+    closed = AccountingSession.objects.filter(tenant_id=tenant.id, stopped_at__isnull=False).count()
     nodes = tenant.nodes.exclude(parent__isnull=True).count()
-    print(f"tenant {SLUG}: {nodes} resellers and sub-resellers, {open_sessions} open sessions")
+    print(f"tenant {SLUG}: {nodes} resellers and sub-resellers, {open_sessions} open sessions, "
+          f"{closed} closed ones (history)")
     lag = timedelta(seconds=minutes.lag_seconds())
     watermark = MinuteBillingState.objects.filter(tenant=tenant).aggregate(m=Max("billed_until"))["m"]
     # Customers count from the first whole minute after they became active (their spans

@@ -39,7 +39,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from ispcore.accounts.models import AccountNode
@@ -61,6 +61,7 @@ PAISA = Decimal("0.01")
 ZERO = Decimal("0")
 BILLED_KINDS = (NodeKind.RESELLER, NodeKind.SUB_RESELLER)
 SUSPEND_REASON = "reseller_balance_exhausted"
+REFUSED_RETRY = timedelta(hours=1)
 
 
 def _setting(name: str, default):
@@ -106,18 +107,27 @@ WITH w(node_id, s, e, s_min, e_min) AS (
 ),
 spans AS (
     SELECT sp.id, sp.customer_id, sp.package_id, w.node_id,
-           greatest(ceil(extract(epoch FROM sp.started_at) / 60)::bigint, w.s_min) AS lo,
-           least(coalesce(ceil(extract(epoch FROM sp.ended_at) / 60)::bigint, w.e_min), w.e_min) AS hi
+           greatest(ceil(date_part('epoch', sp.started_at) / 60)::bigint, w.s_min) AS lo,
+           least(coalesce(ceil(date_part('epoch', sp.ended_at) / 60)::bigint, w.e_min), w.e_min) AS hi
       FROM billing_servicespan sp JOIN w ON sp.node_id = w.node_id
      WHERE sp.started_at < w.e AND (sp.ended_at IS NULL OR sp.ended_at > w.s)
 ),
+sessions AS (
+    -- Open sessions (partial index radius_open_by_customer), and the ones that closed
+    -- inside the batch's time window (partial index billing_session_stopped): never the
+    -- whole accounting history.
+    SELECT customer_id, started_at, stopped_at FROM radius_accountingsession
+     WHERE stopped_at IS NULL AND customer_id IS NOT NULL
+    UNION ALL
+    SELECT customer_id, started_at, stopped_at FROM radius_accountingsession
+     WHERE stopped_at > %s AND started_at < %s AND customer_id IS NOT NULL
+),
 pairs AS (
     SELECT s.id, s.node_id, s.package_id,
-           greatest(s.lo, floor(extract(epoch FROM a.started_at) / 60)::bigint) AS plo,
-           least(s.hi, coalesce(ceil(extract(epoch FROM a.stopped_at) / 60)::bigint, s.hi)) AS phi
-      FROM spans s JOIN radius_accountingsession a ON a.customer_id = s.customer_id
-     WHERE s.lo < s.hi AND a.started_at < to_timestamp(s.hi * 60)
-       AND (a.stopped_at IS NULL OR a.stopped_at > to_timestamp(s.lo * 60))
+           greatest(s.lo, floor(date_part('epoch', a.started_at) / 60)::bigint) AS plo,
+           least(s.hi, coalesce(ceil(date_part('epoch', a.stopped_at) / 60)::bigint, s.hi)) AS phi
+      FROM spans s JOIN sessions a ON a.customer_id = s.customer_id
+     WHERE s.lo < s.hi
 ),
 counted AS (
     SELECT node_id, package_id, plo, phi,
@@ -141,9 +151,11 @@ def customer_minutes(ranges: dict[int, tuple[datetime, datetime]]) -> dict[int, 
     starts, ends = [ranges[n][0] for n in nodes], [ranges[n][1] for n in nodes]
     with connection.cursor() as cur:
         if connection.in_atomic_block:
-            cur.execute("SET LOCAL work_mem = '64MB'")  # keep the sort of one tick in memory
+            # Keep one tick's sorts in memory; on 2 shared cores parallel workers each
+            # rebuilt the span hash and were slower than one process.
+            cur.execute("SET LOCAL work_mem = '64MB'; SET LOCAL max_parallel_workers_per_gather = 0")
         cur.execute(MINUTES_SQL, [nodes, starts, ends, [_minute_index(t) for t in starts],
-                                  [_minute_index(t) for t in ends]])
+                                  [_minute_index(t) for t in ends], min(starts), max(ends)])
         rows = cur.fetchall()
     out: dict[int, dict[int, int]] = defaultdict(dict)
     for node_id, package_id, minutes in rows:
@@ -254,9 +266,13 @@ def _bill_batch(target: datetime, skip: set[int], totals: dict, to_suspend: set[
     now = timezone.now()
     chunk = timedelta(minutes=chunk_minutes())
     with transaction.atomic():
-        states = list(MinuteBillingState.objects.select_for_update(skip_locked=True)
-                      .filter(billed_until__lt=target).exclude(node_id__in=skip)
-                      .select_related("node").order_by("node_id")[:batch_nodes()])
+        # A node refused for lack of funds is retried once its wallet changed (top-up,
+        # payment, new limit) or after REFUSED_RETRY, not on every tick.
+        retry = (Q(refused_at__isnull=True) | Q(node__wallet__updated_at__gt=F("refused_at"))
+                 | Q(refused_at__lte=now - REFUSED_RETRY))
+        states = list(MinuteBillingState.objects.select_for_update(skip_locked=True, of=("self",))
+                      .filter(retry, billed_until__lt=target).exclude(node_id__in=skip)
+                      .select_related("node").order_by("billed_until", "node_id")[:batch_nodes()])
         if not states:
             return False
         bills = [_NodeBill(state=s, levels=_levels(s.node.path), start=s.billed_until,

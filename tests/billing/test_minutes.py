@@ -25,6 +25,7 @@ from ispcore.billing.models import LedgerTransaction, MinuteBillingState, Minute
 from ispcore.billing.sales import purchase_package
 from ispcore.billing.services import ledger_differences, open_wallet, post_transaction, set_credit_limit, system_wallet
 from ispcore.catalog import services as catalog
+from ispcore.core.models import AuditEvent
 from ispcore.subscribers import lifecycle
 from ispcore.subscribers.models import Customer
 from radius.models import AccountingSession
@@ -325,3 +326,27 @@ def test_the_beat_runs_the_tick_every_minute_through_the_celery_task(settings):
     assert MinuteBillingState.objects.filter(node__in=[w["r"], w["s"], w["p"]]).count() == 3
     run = minutes.JobRun.objects.filter(kind="minute_billing").latest("id")
     assert run.status == "succeeded"
+
+
+@pytest.mark.django_db
+def test_a_refused_node_is_retried_only_once_its_wallet_changed():
+    w = build_chain(reseller_balance="0.10")
+    catalog.set_minute_price(actor=w["admin"], node=w["r"], package=w["monthly"], minute_price="0.05")
+    minutes.bill_minutes(now=at(0))
+    minutes.set_suspend_at_zero(w["r"], False, actor=w["admin"])
+    session(w["customer"](w["r"], "mine", package=w["monthly"]), at(0), None)
+    minutes.bill_minutes(now=at(10))  # 0.50 needed, 0.10 there: refused
+    state = MinuteBillingState.objects.get(node=w["r"])
+    refused_at = state.refused_at
+    assert refused_at is not None
+    minutes.bill_minutes(now=at(11))  # wallet unchanged: not even tried
+    state.refresh_from_db()
+    assert state.refused_at == refused_at and state.billed_until == at(0)
+    assert AuditEvent.objects.filter(action="minute_billing.refused").count() == 1
+    post_transaction(legs=[(system_wallet(w["tenant"], "adjustment"), Decimal("-1")),
+                           (open_wallet(tenant=w["tenant"], node=w["r"]), Decimal("1"))],
+                     kind="topup", idempotency_key="topup-small")
+    minutes.bill_minutes(now=at(12))  # 12 x 0.05 = 0.60 of 1.10
+    state.refresh_from_db()
+    assert state.billed_until == at(12) and state.refused_at is None
+    assert balance(w["r"]) == Decimal("0.50")
