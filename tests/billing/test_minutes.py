@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -32,7 +32,17 @@ from radius.models import AccountingSession
 
 from .conftest import build_chain
 
-DAY = datetime(2026, 12, 1, tzinfo=ZoneInfo("Asia/Dhaka"))  # after the spans opened at creation
+DHAKA = ZoneInfo("Asia/Dhaka")
+
+
+def first_of_next_month(d: date) -> date:
+    return date(d.year + d.month // 12, d.month % 12 + 1, 1)
+
+
+# The simulated day: the 1st of a coming month, always after the real moment at which the
+# test creates its customers (their service spans open then).
+DAY = datetime.combine(first_of_next_month(timezone.localdate(timezone.now() + timedelta(days=2), DHAKA)),
+                       time(0), tzinfo=DHAKA)
 RATE_R = Decimal("0.013889")  # R pays the ISP per customer-minute of "Home 10M"
 RATE_S = Decimal("0.020000")  # S pays R
 
@@ -291,8 +301,6 @@ def test_minute_price_is_validated_against_the_chain():
 
 @pytest.mark.django_db
 def test_postpaid_reseller_gets_one_monthly_statement_of_its_minutes_and_debt():
-    from datetime import date
-
     from ispcore.billing.invoicing import monthly_billing_tick
     from ispcore.billing.models import ResellerStatement
 
@@ -301,16 +309,17 @@ def test_postpaid_reseller_gets_one_monthly_statement_of_its_minutes_and_debt():
     catalog.set_minute_price(actor=w["admin"], node=p, package=w["week"], minute_price="0.0125")
     minutes.bill_minutes(now=at(0))
     c = w["customer"](p, "post1")
-    session(c, at(0), at(100))  # 100 minutes on 1 December
+    session(c, at(0), at(100))  # 100 minutes on the 1st
     minutes.bill_minutes(now=at(200))
     assert balance(p) == Decimal("-1.25")
-    # The monthly tick on 1 January issues December's statement, once.
-    monthly_billing_tick(now=datetime(2027, 1, 1, 1, 0, tzinfo=ZoneInfo("Asia/Dhaka")))
-    monthly_billing_tick(now=datetime(2027, 1, 1, 1, 5, tzinfo=ZoneInfo("Asia/Dhaka")))
-    minutes.issue_reseller_statements(w["tenant"], date(2026, 12, 1))
+    # The monthly tick on the 1st of the next month issues this month's statement, once.
+    next_first = datetime.combine(first_of_next_month(DAY.date()), time(1, 0), tzinfo=DHAKA)
+    monthly_billing_tick(now=next_first)
+    monthly_billing_tick(now=next_first + timedelta(minutes=5))
+    minutes.issue_reseller_statements(w["tenant"], DAY.date())
     statement = ResellerStatement.objects.get(node=p)
     assert (statement.period, statement.minutes, statement.charged, statement.due) == (
-        date(2026, 12, 1), 100, Decimal("1.25"), Decimal("1.25"))
+        DAY.date(), 100, Decimal("1.25"), Decimal("1.25"))
     assert statement.credit_limit == Decimal("1500.00")
     assert ResellerStatement.objects.count() == 1
 
