@@ -450,3 +450,24 @@ def issue_reseller_statements(tenant, period: date, *, now: datetime | None = No
     run.result = {"issued": issued + run.result.get("issued", 0)}
     run.save()
     return run
+
+
+STATEMENT_HEADERS = ("Day", "Customer-minutes", "Charged", "Statement", "Node", "Balance at issue", "Due")
+
+
+def reseller_statement_xlsx(statement: ResellerStatement) -> bytes:
+    """The statement as a spreadsheet: one row per day of the month (the tenant's time zone)
+    with the customer-minutes and the amount charged that day, then the totals and the debt."""
+    from django.db.models.functions import TruncDate
+
+    from .documents import table_xlsx
+
+    tenant = statement.tenant
+    start, end = _month_bounds(tenant, statement.period)
+    days = (MinuteCharge.objects.filter(node_id=statement.node_id, period_start__gte=start, period_start__lt=end)
+            .annotate(day=TruncDate("period_start", tzinfo=tenant.tzinfo)).values("day")
+            .annotate(minutes=Sum("minutes"), charged=Sum("posted")).order_by("day"))
+    rows = [(d["day"], d["minutes"], d["charged"], None, None, None, None) for d in days]
+    rows.append(("Total", statement.minutes, statement.charged, statement.number, statement.node.name,
+                 statement.balance, statement.due))
+    return table_xlsx(f"Statement {statement.number}", STATEMENT_HEADERS, rows)

@@ -359,3 +359,28 @@ def test_a_refused_node_is_retried_only_once_its_wallet_changed():
     state.refresh_from_db()
     assert state.billed_until == at(12) and state.refused_at is None
     assert balance(w["r"]) == Decimal("0.50")
+
+
+@pytest.mark.django_db
+def test_the_statement_exports_one_row_per_day_with_exact_amounts():
+    import io
+
+    from openpyxl import load_workbook
+
+    from ispcore.billing.models import ResellerStatement
+
+    w = build_chain()
+    p = w["p"]
+    catalog.set_minute_price(actor=w["admin"], node=p, package=w["week"], minute_price="0.0125")
+    minutes.bill_minutes(now=at(0))
+    c = w["customer"](p, "post1")
+    session(c, at(0), at(30))  # 30 minutes on the 1st
+    session(c, at(1440 + 60), at(1440 + 100))  # 40 minutes on the 2nd
+    minutes.bill_minutes(now=at(1440 + 200))
+    minutes.issue_reseller_statements(w["tenant"], DAY.date())
+    statement = ResellerStatement.objects.get(node=p)
+    sheet = load_workbook(io.BytesIO(minutes.reseller_statement_xlsx(statement))).active
+    rows = [tuple(cell.value for cell in row) for row in sheet.iter_rows(min_row=2, max_col=3)]
+    assert [(r[0].date() if hasattr(r[0], "date") else r[0], r[1], Decimal(str(r[2]))) for r in rows] == [
+        (DAY.date(), 30, Decimal("0.37")), ((DAY + timedelta(days=1)).date(), 40, Decimal("0.50")),
+        ("Total", 70, Decimal("0.87"))]
