@@ -78,6 +78,12 @@ def chunk_minutes() -> int:
     return int(_setting("MINUTE_BILLING_CHUNK_MINUTES", 60))
 
 
+def post_every_minutes() -> int:
+    """Post a node once at least this many minutes are due (1: every minute). Minutes are
+    still counted one by one; a larger value only trades ledger rows for reaction time."""
+    return max(1, int(_setting("MINUTE_BILLING_POST_EVERY_MINUTES", 1)))
+
+
 def batch_nodes() -> int:
     """Nodes billed together in one transaction."""
     return int(_setting("MINUTE_BILLING_BATCH_NODES", 500))
@@ -271,7 +277,8 @@ def _bill_batch(target: datetime, skip: set[int], totals: dict, to_suspend: set[
         retry = (Q(refused_at__isnull=True) | Q(node__wallet__updated_at__gt=F("refused_at"))
                  | Q(refused_at__lte=now - REFUSED_RETRY))
         states = list(MinuteBillingState.objects.select_for_update(skip_locked=True, of=("self",))
-                      .filter(retry, billed_until__lt=target).exclude(node_id__in=skip)
+                      .filter(retry, billed_until__lte=target - timedelta(minutes=post_every_minutes()))
+                      .exclude(node_id__in=skip)
                       .select_related("node").order_by("billed_until", "node_id")[:batch_nodes()])
         if not states:
             return False

@@ -384,3 +384,19 @@ def test_the_statement_exports_one_row_per_day_with_exact_amounts():
     assert [(r[0].date() if hasattr(r[0], "date") else r[0], r[1], Decimal(str(r[2]))) for r in rows] == [
         (DAY.date(), 30, Decimal("0.37")), ((DAY + timedelta(days=1)).date(), 40, Decimal("0.50")),
         ("Total", 70, Decimal("0.87"))]
+
+
+@pytest.mark.django_db
+def test_posting_every_five_minutes_counts_the_same_minutes_in_fewer_ledger_rows(settings):
+    w = build_chain()
+    catalog.set_minute_price(actor=w["admin"], node=w["s"], package=w["monthly"], minute_price="0.05")
+    minutes.bill_minutes(now=at(0))
+    session(w["customer"](w["s"], "c1", package=w["monthly"]), at(0), None)
+    s0 = balance(w["s"])
+    settings.MINUTE_BILLING_POST_EVERY_MINUTES = 5
+    for m in range(1, 13):
+        minutes.bill_minutes(now=at(m))
+    assert MinuteBillingState.objects.get(node=w["s"]).billed_until == at(10)
+    assert list(MinuteCharge.objects.filter(node=w["s"]).order_by("period_start").values_list("minutes", flat=True)) \
+        == [5, 5]
+    assert balance(w["s"]) - s0 == Decimal("-0.50")
