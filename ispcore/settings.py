@@ -178,6 +178,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-due-customers": {"task": "subscribers.expire_due", "schedule": 60.0},
     "expiry-warnings": {"task": "subscribers.send_expiry_warnings", "schedule": 300.0},
     "monthly-billing": {"task": "billing.monthly_billing_tick", "schedule": 300.0},
+    "minute-billing": {"task": "billing.bill_minutes", "schedule": 60.0},
     "suspend-overdue": {"task": "billing.suspend_overdue", "schedule": crontab(minute=10)},
     "cards-expire": {"task": "cards.expire_cards", "schedule": crontab(minute=7)},
     "mikrotik-sync": {"task": "mikrotik.sync_all_routers", "schedule": crontab(minute="*/15")},

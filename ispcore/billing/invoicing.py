@@ -220,6 +220,14 @@ def monthly_billing_tick(now: datetime | None = None) -> list[str]:
     client = redis.Redis.from_url(settings.REDIS_URL)
     for tenant in Tenant.objects.filter(is_active=True):
         period = due_periods(tenant, now)
+        if period is not None:
+            # Postpaid resellers' per-minute statements are billed in arrears (last month).
+            from .minutes import issue_reseller_statements
+
+            last_month = (period - timedelta(days=1)).replace(day=1)
+            if not JobRun.objects.filter(kind="reseller_statements", key=f"{tenant.id}:{last_month.isoformat()}",
+                                         status=JobRun.Status.SUCCEEDED).exists():
+                issue_reseller_statements(tenant, last_month, now=now)
         if period is None or JobRun.objects.filter(kind="monthly_billing", key=f"{tenant.id}:{period.isoformat()}",
                                                    status=JobRun.Status.SUCCEEDED).exists():
             continue

@@ -284,3 +284,120 @@ class InvoicePayment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} of {self.payment} to {self.invoice}"
+
+
+class ServiceSpan(models.Model):
+    """A stretch of time a customer was active on one package at one node: the history that
+    per-minute billing needs (the Customer row only knows the present, and a late or
+    repeated tick must bill past minutes as they were).
+
+    Written only by a PostgreSQL trigger on subscribers_customer (migration 0005): a change
+    of status, package or node closes the open span at the transaction's time and, if the
+    customer is now active with a package, opens a new one. No code path can forget it."""
+
+    customer = models.ForeignKey("subscribers.Customer", on_delete=models.DO_NOTHING, related_name="+",
+                                 db_constraint=False)
+    node_id = models.BigIntegerField()
+    package_id = models.BigIntegerField()
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["customer_id", "started_at"]
+        indexes = [
+            models.Index(fields=["node_id", "started_at"], name="billing_span_node"),
+            models.Index(fields=["customer"], condition=Q(ended_at__isnull=True), name="billing_span_open"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(ended_at__isnull=True) | Q(ended_at__gte=F("started_at")),
+                                   name="billing_span_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"customer {self.customer_id} active {self.started_at}..{self.ended_at or ''}"
+
+
+class MinuteBillingState(models.Model):
+    """Per-minute billing of one selling node: every whole minute before `billed_until` has
+    been charged, exactly once. The row is locked and advanced in the same transaction as
+    the ledger postings for those minutes, so a crash leaves both or neither.
+
+    `carry` holds, per wallet leg, the fraction of a paisa computed but not yet posted (the
+    ledger keeps 2 places, rates keep 6); it is added to the next tick so nothing is lost.
+    `suspend_at_zero` overrides the MINUTE_BILLING_SUSPEND_AT_ZERO setting for this node."""
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
+    node = models.OneToOneField("accounts.AccountNode", on_delete=models.PROTECT, related_name="minute_billing")
+    billed_until = models.DateTimeField()
+    carry = models.JSONField(default=dict, blank=True)
+    suspend_at_zero = models.BooleanField(null=True, blank=True)
+    refused_at = models.DateTimeField(null=True, blank=True, help_text=_("Last time the wallet could not cover a tick."))
+    refused_reason = models.CharField(max_length=255, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["node_id"]
+        indexes = [models.Index(fields=["billed_until"])]
+
+    def __str__(self) -> str:
+        return f"node {self.node_id} billed until {self.billed_until}"
+
+
+class MinuteCharge(models.Model):
+    """What one tick charged one node for one range of minutes: customer-minutes per
+    package, the exact amount at 6 places and what was posted (2 places, after the carry).
+    Unique per node and range start: the record of exactly-once."""
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
+    node = models.ForeignKey("accounts.AccountNode", on_delete=models.PROTECT, related_name="minute_charges")
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    minutes = models.PositiveIntegerField(default=0, help_text=_("Customer-minutes charged."))
+    detail = models.JSONField(default=dict, blank=True, help_text=_("package id -> customer-minutes"))
+    exact = models.DecimalField(max_digits=20, decimal_places=6, default=Decimal("0"))
+    posted = MoneyField(default=Decimal("0"))
+    transaction = models.OneToOneField(LedgerTransaction, null=True, blank=True, on_delete=models.PROTECT,
+                                       related_name="minute_charge")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-period_start", "node_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["node", "period_start"], name="one_minute_charge_per_node_start"),
+            models.CheckConstraint(condition=Q(period_end__gt=F("period_start")), name="minute_charge_range_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"node {self.node_id} {self.period_start}..{self.period_end}: {self.posted}"
+
+
+class ResellerStatement(models.Model):
+    """A postpaid node's monthly bill for per-minute billing: the customer-minutes and the
+    amount charged in the month (from its MinuteCharge rows, by the month of each range's
+    start in the tenant's time zone) and what it owed when the statement was issued. The
+    debt itself is already in the ledger (the node's wallet); the statement asks for it.
+    One per node and month, so the monthly run can repeat safely."""
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.PROTECT, related_name="+")
+    node = models.ForeignKey("accounts.AccountNode", on_delete=models.PROTECT, related_name="statements")
+    number = models.CharField(max_length=40)
+    period = models.DateField(help_text=_("First day of the month billed."))
+    minutes = models.PositiveBigIntegerField(default=0)
+    charged = MoneyField(default=Decimal("0"))
+    balance = MoneyField(help_text=_("The wallet balance when issued (negative: owed)."))
+    credit_limit = MoneyField(default=Decimal("0"))
+    due = MoneyField(default=Decimal("0"))
+    due_date = models.DateField()
+    issued_at = models.DateTimeField()
+    run = models.ForeignKey("core.JobRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-period", "node_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["node", "period"], name="one_statement_per_node_month"),
+            models.UniqueConstraint(fields=["tenant", "number"], name="statement_number_unique"),
+            models.CheckConstraint(condition=Q(due__gte=0), name="statement_due_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number

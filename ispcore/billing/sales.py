@@ -133,11 +133,6 @@ def purchase_package(customer: Customer, package: Package, *, actor, payer: str 
         if locked.status in (Customer.Status.SUSPENDED, Customer.Status.DISABLED):
             raise SaleRefused(_("The customer is %(status)s; settle that first.") % {"status": locked.status})
         price, legs = sale_legs(locked, package, payer)
-        txn = None
-        if legs:
-            txn = post_transaction(legs=legs, kind="sale", idempotency_key=f"sale:{idempotency_key}", actor=actor,
-                                   memo=f"{package.name} for {locked.username}", reference=locked.username,
-                                   must_cover=[legs[0][0]])
         now = timezone.now()
         old_rate = locked.package.rate_limit if locked.package_id else ""
         previous = locked.expires_at
@@ -148,14 +143,22 @@ def purchase_package(customer: Customer, package: Package, *, actor, payer: str 
         if package.billing_mode == Package.BillingMode.MONTHLY and locked.billing_start is None:
             locked.billing_start = now
         locked.save(update_fields=["expires_at", "package", "status", "billing_start", "updated_at"])
+        audit.emit("package.purchased", tenant_id=locked.tenant_id, customer_id=locked.id, package=package.name,
+                   price=str(price), expires_at=locked.expires_at.isoformat())
+        # The wallets (the seller's, every reseller's above it, the ISP's revenue account)
+        # are shared by every sale of the branch: lock them last, so a sale holds them for
+        # the posting and the sale record only (concurrent sales wait on these rows).
+        txn = None
+        if legs:
+            txn = post_transaction(legs=legs, kind="sale", idempotency_key=f"sale:{idempotency_key}", actor=actor,
+                                   memo=f"{package.name} for {locked.username}", reference=locked.username,
+                                   must_cover=[legs[0][0]])
         sale = PackageSale.objects.create(
             tenant=locked.tenant, customer=locked, package=package, node=locked.node, payer=payer, price=price,
             transaction=txn, idempotency_key=idempotency_key, previous_expiry=previous,
             new_expiry=locked.expires_at, actor=actor if getattr(actor, "pk", None) else None,
         )
         audit.record("package.sale", sale, actor=actor, price=str(price), payer=payer)
-        audit.emit("package.purchased", tenant_id=locked.tenant_id, customer_id=locked.id, package=package.name,
-                   price=str(price), expires_at=locked.expires_at.isoformat())
         if old_rate != package.rate_limit and previous and previous > now:
             access.refresh_speed_on_commit(locked.id)
         if not was_allowed:

@@ -33,3 +33,15 @@ def suspend_overdue() -> int:
     from .invoicing import suspend_overdue as run
 
     return run()
+
+
+@shared_task(name="billing.bill_minutes")
+def bill_minutes() -> dict:
+    """Every minute: per-minute reseller billing (idempotent through the per-node watermark)."""
+    from django.db import connection
+
+    from .minutes import bill_minutes as tick
+
+    if connection.vendor != "postgresql":
+        return {"skipped": "per-minute billing needs PostgreSQL"}  # the SQLite first run has none
+    return tick().result

@@ -113,6 +113,12 @@ class PriceListEntry(models.Model):
     package = models.ForeignKey(Package, on_delete=models.CASCADE, related_name="price_entries")
     node_price = MoneyField(validators=[MinValueValidator(Decimal("0"))])
     customer_price = MoneyField(validators=[MinValueValidator(Decimal("0"))])
+    # Per-minute reseller billing (ispcore.billing.minutes): what the node pays its parent
+    # for each minute one of its customers on this package is online and active. Six
+    # places, because real rates are fractions of a paisa (600 BDT / 30 days = 0.013889).
+    # Null: this node is not billed per minute for the package.
+    minute_price = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True,
+                                       validators=[MinValueValidator(Decimal("0"))])
     is_active = models.BooleanField(default=True)
 
     objects = VisibleQuerySet.as_manager()
@@ -124,6 +130,8 @@ class PriceListEntry(models.Model):
             models.UniqueConstraint(fields=["node", "package"], name="one_price_per_node_package"),
             models.CheckConstraint(condition=Q(node_price__gte=0), name="node_price_not_negative"),
             models.CheckConstraint(condition=Q(customer_price__gte=F("node_price")), name="customer_price_covers_node_price"),
+            models.CheckConstraint(condition=Q(minute_price__isnull=True) | Q(minute_price__gte=0),
+                                   name="minute_price_not_negative"),
         ]
 
     def __str__(self) -> str:

@@ -83,6 +83,43 @@ def set_price(*, actor, node, package: Package, node_price, customer_price) -> P
     return entry
 
 
+MINUTE_PLACES = Decimal("0.000001")
+
+
+def minute_price_from(node_price, validity_minutes: int) -> Decimal:
+    """A suggested per-minute rate: the node price spread over the package's validity,
+    rounded half-up to 6 places (600 BDT over 30 days -> 0.013889)."""
+    return (to_money(node_price) / Decimal(validity_minutes)).quantize(MINUTE_PLACES)
+
+
+@transaction.atomic
+def set_minute_price(*, actor, node, package: Package, minute_price) -> PriceListEntry:
+    """Bill `node` per minute for its customers on `package` at `minute_price` (None stops it).
+    The node must already sell the package; like node prices, a rate is never below the
+    parent's own rate, so every level of the chain earns a commission of zero or more."""
+    if isinstance(minute_price, float):
+        raise ValidationError({"minute_price": _("Give the rate as a decimal string, not a float.")})
+    if minute_price is not None:
+        minute_price = Decimal(minute_price)
+        if not minute_price.is_finite() or minute_price < 0:
+            raise ValidationError({"minute_price": _("A per-minute rate is zero or more.")})
+        if minute_price != minute_price.quantize(MINUTE_PLACES):
+            raise ValidationError({"minute_price": _("A per-minute rate has at most 6 decimal places.")})
+    entry = PriceListEntry.objects.select_for_update().filter(node=node, package=package, is_active=True).first()
+    if entry is None:
+        raise ValidationError({"package": _("Set the node's price for this package first.")})
+    if minute_price is not None and node.parent.parent_id is not None:
+        parent = PriceListEntry.objects.filter(node_id=node.parent_id, package=package, is_active=True).first()
+        floor = parent.minute_price if parent is not None and parent.minute_price is not None else Decimal("0")
+        if minute_price < floor:
+            raise ValidationError({"minute_price": _("Below the parent's own rate of %(floor)s.") % {"floor": floor}})
+    old = entry.minute_price
+    entry.minute_price = minute_price
+    entry.save(update_fields=["minute_price"])
+    audit.record("price.minute", entry, actor=actor, tenant_id=node.tenant_id, old=old, new=minute_price)
+    return entry
+
+
 @transaction.atomic
 def remove_price(entry: PriceListEntry, *, actor) -> None:
     audit.record("price.remove", entry, actor=actor, tenant_id=entry.node.tenant_id)
