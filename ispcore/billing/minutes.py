@@ -384,6 +384,38 @@ def suspend_customers_of(node_ids: set[int]) -> int:
     return count
 
 
+def resume_customers_of(node: AccountNode, wallet: Wallet, *, actor=None) -> int:
+    """After a top-up: reactivate the node's customers that were suspended because its balance
+    ran out (their latest suspension says so), if the wallet can spend again. A customer that
+    is also overdue on its own invoices stays suspended (a payment reactivates it). Returns
+    how many were reactivated. Call inside the top-up's transaction."""
+    from ispcore.billing.models import Invoice
+    from ispcore.core.models import AuditEvent
+
+    available = wallet.available
+    if available is not None and available <= 0:
+        return 0
+    suspended = list(Customer.objects.filter(node=node, status=Customer.Status.SUSPENDED)
+                     .select_related("tenant").order_by("id"))
+    if not suspended:
+        return 0
+    latest: dict[str, str] = {}
+    for object_id, data in (AuditEvent.objects.filter(
+            action="customer.suspended", object_type=Customer._meta.label_lower,
+            object_id__in=[str(c.pk) for c in suspended]).order_by("id").values_list("object_id", "data")):
+        latest[object_id] = (data or {}).get("reason", "")
+    resumed = 0
+    for customer in suspended:
+        if latest.get(str(customer.pk)) != SUSPEND_REASON:
+            continue
+        today = timezone.localdate(timezone.now(), customer.tenant.tzinfo)
+        if Invoice.objects.filter(customer=customer, status=Invoice.Status.OPEN, due_date__lt=today).exists():
+            continue
+        if lifecycle.reactivate(customer, reason="reseller_topped_up", actor=actor).status == Customer.Status.ACTIVE:
+            resumed += 1
+    return resumed
+
+
 def bill_minutes(now: datetime | None = None) -> JobRun:
     """One tick: bill every node up to the last whole minute older than the lag, catching up
     in chunks, then suspend where a wallet ran out. Safe to run late, twice or concurrently."""

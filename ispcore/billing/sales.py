@@ -252,3 +252,65 @@ def deposit_cash(payment_ids: list[int], *, actor) -> int:
             audit.record("payment.deposited", payment, actor=actor)
             changed += 1
         return changed
+
+
+class TopUpMethod:
+    """Where a reseller's top-up comes from (the debited account)."""
+
+    CASH = "cash"  #: the ISP's staff took cash from the reseller: the ISP's cash account
+    ADJUSTMENT = "adjustment"  #: an admin correction or credit: the adjustment account
+    TRANSFER = "transfer"  #: the parent reseller funds its child from its own balance
+    CHOICES = (CASH, ADJUSTMENT, TRANSFER)
+
+
+def top_up_node(node: AccountNode, amount, *, actor, idempotency_key: str, method: str = TopUpMethod.CASH,
+                reference: str = ""):
+    """Credit a reseller's, sub-reseller's or card distributor's balance (one ledger transaction,
+    idempotent by key) and resume the customers that per-minute billing suspended when that
+    balance ran out, if it now has something to spend.
+
+    Who may: the super admin and the ISP admin (cash or adjustment, any node of the ISP), a
+    manager with the collect-cash permission (cash, nodes it sees), and a reseller or
+    sub-reseller for the nodes directly below it, as a transfer from its own balance (which
+    must cover it; an admin may make such a transfer too). Returns the LedgerTransaction (``replayed`` True when the key was seen before)."""
+    from .minutes import resume_customers_of
+
+    amount = to_money(amount)
+    if amount <= 0:
+        raise ValidationError({"amount": _("A top-up must be more than zero.")})
+    if method not in TopUpMethod.CHOICES:
+        raise ValidationError({"method": _("Choose cash, adjustment or transfer.")})
+    if node.parent_id is None:
+        raise ValidationError({"node": _("The ISP's own account is not topped up; top up a reseller.")})
+    if actor is not None:
+        if not AccountNode.objects.visible_to(actor).filter(pk=node.pk).exists():
+            raise PermissionDenied(_("You cannot top up this account."))
+        if actor.role in (Role.RESELLER, Role.SUB_RESELLER):
+            if method != TopUpMethod.TRANSFER or node.parent_id != actor.node_id:
+                raise PermissionDenied(_("A reseller funds the accounts directly below it, by transfer from its own "
+                                         "balance."))
+        elif actor.role == Role.MANAGER:
+            if method != TopUpMethod.CASH or not actor.has_manager_permission(ManagerPermission.COLLECT_CASH):
+                raise PermissionDenied(_("This manager may not take cash top-ups."))
+        elif actor.role not in (Role.SUPER_ADMIN, Role.ADMIN):
+            raise PermissionDenied(_("You cannot top up this account."))
+    with transaction.atomic():
+        tenant = node.tenant
+        target = open_wallet(tenant=tenant, node=node)
+        if method == TopUpMethod.TRANSFER:
+            source = open_wallet(tenant=tenant, node=node.parent)
+            must_cover = [source]
+        else:
+            source = system_wallet(tenant, method)
+            must_cover = []
+        txn = post_transaction(
+            legs=[(source, -amount), (target, amount)], kind="topup", idempotency_key=f"topup:{idempotency_key}",
+            actor=actor, memo=f"{method} top-up of {node.name}", reference=reference, must_cover=must_cover,
+        )
+        if txn.replayed:
+            return txn
+        audit.record("node.topped_up", node, actor=actor, amount=str(amount), method=method, reference=reference,
+                     transaction=txn.pk)
+        target.refresh_from_db()
+        txn.resumed = resume_customers_of(node, target, actor=actor)
+    return txn
