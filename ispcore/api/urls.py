@@ -30,5 +30,6 @@ urlpatterns = [
     path("reports/receivables/", ReceivablesView.as_view(), name="api-receivables"),
     path("ipam/", include("ipam.api.urls")),
     path("cards/", include("ispcore.cards.api.urls")),
+    path("sms/", include("notifications.api.urls")),
     path("", include(router.urls)),
 ]
