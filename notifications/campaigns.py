@@ -23,10 +23,11 @@ from ispcore.core.money import to_money
 
 from . import credit
 from .audiences import resolve
-from .encoding import SegmentationError, contains_bangla, segment
+from .encoding import SegmentationError, contains_bangla
+from .fastcount import count_parts
 from .models import Campaign, Message, OptOut, ProviderRoute, SenderId, SmsProfile, SmsTemplate
-from .numbers import validate_sender_id
-from .templates import customer_contexts, render, validate_template
+from .numbers import fast_e164, validate_sender_id
+from .templates import compile_template, customer_contexts, validate_template
 
 log = logging.getLogger(__name__)
 S = Campaign.Status
@@ -154,15 +155,18 @@ def _build_rows(campaign: Campaign) -> tuple[list[tuple], dict]:
     opted_out = set(OptOut.objects.filter(tenant=tenant).values_list("number", flat=True)) \
         if campaign.promotional else set()
     price = price_per_part(tenant.pk, campaign.route)
+    costs: dict[int, Decimal] = {}
     seen: set[str] = set()
     invalid: list[list[str]] = []
     invalid_count = duplicates = opted = 0
     rows: list[tuple] = []
     fixed_text = None if names else campaign.body
-    fixed_seg = segment(fixed_text) if fixed_text is not None else None
+    fixed_seg = count_parts(fixed_text) if fixed_text is not None else None
+    fill = compile_template(campaign.body)
+    fallback = {"isp": tenant.name}
     cache: dict[str, str] = {}
     for raw, cid in recipients:
-        number = cache.get(raw)
+        number = cache.get(raw) or fast_e164(raw, region)
         if number is None:
             try:
                 parsed = phonenumbers.parse(raw, region)
@@ -185,16 +189,17 @@ def _build_rows(campaign: Campaign) -> tuple[list[tuple], dict]:
         if fixed_seg is not None:
             text, seg = fixed_text, fixed_seg
         else:
-            text = render(campaign.body, contexts.get(cid, {"isp": tenant.name}))
+            text = fill(contexts.get(cid, fallback))
             try:
-                seg = segment(text)
+                seg = count_parts(text)
             except SegmentationError as exc:
                 invalid_count += 1
                 if len(invalid) < REPORT_SAMPLE:
                     invalid.append([raw, str(exc)])
                 continue
-        parts = seg.count
-        rows.append((number, cid, text, seg.encoding, parts, price, to_money(price * parts)))
+        encoding, parts = seg
+        rows.append((number, cid, text, encoding, parts, price, costs.get(parts) or costs.setdefault(
+            parts, to_money(price * parts))))
     report = {"invalid": invalid, "invalid_count": invalid_count, "duplicates": duplicates, "opted_out": opted}
     return rows, report
 
@@ -266,8 +271,12 @@ def start_campaign(campaign: Campaign, *, actor) -> Campaign:
 
 def kick_workers() -> None:
     """Ask a Celery worker to start sending now (beat does it anyway every few seconds)."""
+    from django.conf import settings
+
     from .tasks import dispatch
 
+    if not getattr(settings, "SMS_DISPATCH_ON_COMMIT", True):
+        return
     try:
         dispatch.delay()
     except Exception:  # the broker being down must not fail the business transaction
@@ -352,6 +361,20 @@ def _null(field: str):
     return Q(**{f"{field}__isnull": True})
 
 
+#: the one-click "tell every customer their current due" text (Bangla; placeholders filled per customer).
+DUE_REMINDER = "প্রিয় {name}, আপনার বর্তমান বকেয়া {due} টাকা, মেয়াদ {expiry}। অনুগ্রহ করে পরিশোধ করুন। - {isp}"
+
+
+def send_due_to_all(*, tenant, actor, sender: SenderId | str | None = None, body: str = DUE_REMINDER,
+                    due_gt: Decimal | str = "0") -> Campaign:
+    """One click: every customer with a due above ``due_gt`` gets their own due amount
+    (a non-promotional campaign, started at once: materialised, held, queued)."""
+    campaign = create_campaign(tenant=tenant, actor=actor, name=f"Due reminder {timezone.localdate()}",
+                               body=body, sender=sender, promotional=False,
+                               audience={"kind": "customers", "due_gt": str(due_gt)})
+    return start_campaign(campaign, actor=actor)
+
+
 def parse_audience_upload(content: bytes, filename: str) -> dict:
     """An uploaded CSV/XLSX as a ``numbers`` audience."""
     from .audiences import parse_upload
@@ -359,5 +382,5 @@ def parse_audience_upload(content: bytes, filename: str) -> dict:
     return {"kind": "numbers", "numbers": parse_upload(content, filename)}
 
 
-__all__ = ["cancel_campaign", "create_campaign", "finish_campaigns", "in_quiet_hours", "pause_campaign",
+__all__ = ["cancel_campaign", "create_campaign", "send_due_to_all", "finish_campaigns", "in_quiet_hours", "pause_campaign",
            "profile", "progress", "resume_campaign", "start_campaign", "start_due_campaigns"]

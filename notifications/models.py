@@ -434,6 +434,7 @@ class Message(models.Model):
             models.Index(fields=["campaign", "state"], name="sms_msg_campaign_state"),
             models.Index(fields=["state", "next_attempt_at"], name="sms_msg_claimable",
                          condition=Q(state__in=["queued", "submitting"])),
+            models.Index(fields=["id"], name="sms_msg_queued", condition=Q(state="queued")),
             models.Index(fields=["route", "to_number"], name="sms_msg_submitting_dest",
                          condition=Q(state="submitting")),
             models.Index(fields=["tenant", "created_at"], name="sms_msg_tenant_created"),

@@ -84,6 +84,20 @@ def split_pasted(text: str) -> list[str]:
     return out
 
 
+#: Bangladeshi mobile numbers (operator codes 013-019, 8 more digits) in the forms people
+#: write them; exactly what phonenumbers accepts as a valid BD mobile, checked in
+#: tests/notifications/test_smscore_fastcount.py, at a fraction of the cost.
+_BD_MOBILE = re.compile(r"(?:\+?88)?(01[3-9]\d{8})")
+
+
+def fast_e164(raw: str, region: str) -> str | None:
+    """The E.164 form of a plain BD mobile number, or None (then ask phonenumbers)."""
+    if region != "BD":
+        return None
+    match = _BD_MOBILE.fullmatch(raw)
+    return "+88" + match.group(1) if match else None
+
+
 def to_provider_address(number: str) -> str:
     """E.164 '+8801712345678' -> the digits SMPP/HTTP providers want ('8801712345678')."""
     return number.lstrip("+")

@@ -13,12 +13,14 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=200)
         parser.add_argument("--max-seconds", type=float, default=None)
         parser.add_argument("--name", default=None, help="Worker name (default host:pid).")
+        parser.add_argument("--threads", type=int, default=1,
+                            help="Claim/submit/record loops sharing the binds (database work overlaps sends).")
 
-    def handle(self, *args, batch_size, max_seconds, name, **options):
+    def handle(self, *args, batch_size, max_seconds, name, threads, **options):
         from notifications.worker import Sender
 
         stopping = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.append(True))
         sender = Sender(batch_size=batch_size, name=name)
-        sender.run(stop=lambda: bool(stopping), max_seconds=max_seconds)
+        sender.run(stop=lambda: bool(stopping), max_seconds=max_seconds, threads=threads)

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0002_tenant_expiry_warning_hours_tenant_invoice_due_days_and_more'),
-        ('notifications', '0002_dlr_processed'),
+        ('notifications', '0003_claim_index'),
         ('subscribers', '0002_customer_billing_start_customer_monthly_discount_and_more'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
