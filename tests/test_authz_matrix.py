@@ -274,8 +274,9 @@ def create_payload(world, endpoint: str, actor: str, n: int) -> dict:
     if endpoint == "sms/templates":
         return {"name": f"T{n}", "body": "Hello {name}, due {due}", "tenant": tenant}
     if endpoint == "sms/campaigns":
+        line = "WorldB" if user.tenant_id == world["tenant:B"].pk else "WorldA"
         return {"name": f"C{n}", "body": "অফার {name}", "audience": {"kind": "numbers", "numbers": ["01711999002"]},
-                "tenant": tenant}
+                "tenant": tenant, "sender": line}
     if endpoint == "cards/batches":
         data = {"count": 1, "face_value": "100", "validity_days": 30}
         if actor == "super":
