@@ -36,9 +36,7 @@ def store_incoming(provider: str, message) -> InboundMessage:
     row is kept without a tenant so nothing is lost. Committed before the provider
     acknowledges it (an exception makes the SMSC redeliver)."""
     try:
-        dest = (message.destination_addr or "").lstrip("+")
-        line = (SenderId.objects.filter(value__in=[dest, "+" + dest], line_type=SenderId.LineType.DEDICATED)
-                .select_related("tenant").first())
+        line = find_line(provider, message.destination_addr or "")
         row = InboundMessage.objects.create(
             tenant=line.tenant if line else None, line=line, provider=provider,
             from_number=(message.source_addr or "")[:21], to_number=(message.destination_addr or "")[:21],
@@ -51,6 +49,20 @@ def store_incoming(provider: str, message) -> InboundMessage:
     if line is not None:
         kick_inbox()
     return row
+
+
+def find_line(provider: str, destination: str) -> SenderId | None:
+    """The dedicated line a text was sent to: by its number; when the provider does not say
+    (some HTTP APIs post no destination) or says it differently, the route's only
+    dedicated line."""
+    dest = destination.lstrip("+")
+    dedicated = SenderId.objects.filter(line_type=SenderId.LineType.DEDICATED, is_active=True).select_related("tenant")
+    if dest:
+        line = dedicated.filter(value__in=[dest, "+" + dest]).first()
+        if line is not None:
+            return line
+    on_route = list(dedicated.filter(route__name=provider)[:2])
+    return on_route[0] if len(on_route) == 1 else None
 
 
 def kick_inbox() -> None:
