@@ -53,14 +53,12 @@ def store_incoming(provider: str, message) -> InboundMessage:
 
 def find_line(provider: str, destination: str) -> SenderId | None:
     """The dedicated line a text was sent to: by its number; when the provider does not say
-    (some HTTP APIs post no destination) or says it differently, the route's only
-    dedicated line."""
+    (some HTTP APIs post no destination), the route's only dedicated line. A destination
+    that is no line is not guessed: the text is kept without a tenant."""
     dest = destination.lstrip("+")
     dedicated = SenderId.objects.filter(line_type=SenderId.LineType.DEDICATED, is_active=True).select_related("tenant")
     if dest:
-        line = dedicated.filter(value__in=[dest, "+" + dest]).first()
-        if line is not None:
-            return line
+        return dedicated.filter(value__in=[dest, "+" + dest]).first()
     on_route = list(dedicated.filter(route__name=provider)[:2])
     return on_route[0] if len(on_route) == 1 else None
 

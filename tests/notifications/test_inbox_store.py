@@ -53,3 +53,9 @@ def test_shared_lines_have_no_inbox(lines):
     SenderId.objects.filter(pk=line.pk).update(line_type="shared")
     row = store_incoming("x", mo("8801711000001", "8809612000777"))
     assert row.tenant is None
+
+
+def test_a_destination_that_is_no_line_is_not_guessed_from_the_route(lines):
+    tenant, route, line = lines
+    row = store_incoming(route.name, mo("8801711000001", "8809999999999"))
+    assert row.tenant is None and row.line is None
