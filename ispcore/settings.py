@@ -191,7 +191,11 @@ CELERY_BEAT_SCHEDULE = {
     "sms-dispatch": {"task": "notifications.dispatch", "schedule": 10.0, "options": {"expires": 10}},
     "sms-outbox": {"task": "notifications.process_outbox", "schedule": 5.0, "options": {"expires": 5}},
     "sms-housekeeping": {"task": "notifications.housekeeping", "schedule": 30.0, "options": {"expires": 30}},
+    "sms-inbox": {"task": "notifications.process_inbox", "schedule": 5.0, "options": {"expires": 5}},
+    "sms-webhooks": {"task": "notifications.deliver_webhooks", "schedule": 10.0, "options": {"expires": 10}},
 }
+# Tasks defined outside a tasks.py module (the inbox and the webhook sender).
+CELERY_IMPORTS = ["notifications.inbox", "notifications.webhooks"]
 
 # SMS sending (notifications.worker): a claimed message's lease; how long a message left
 # 'submitting' by a crashed worker waits for a delivery receipt before it is resent

@@ -438,6 +438,9 @@ class Message(models.Model):
             models.Index(fields=["route", "to_number"], name="sms_msg_submitting_dest",
                          condition=Q(state="submitting")),
             models.Index(fields=["tenant", "created_at"], name="sms_msg_tenant_created"),
+            # the delivery-status webhook scans recently finished messages per tenant
+            models.Index(fields=["tenant", "finished_at"], name="sms_msg_tenant_finished",
+                         condition=Q(finished_at__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -631,3 +634,85 @@ class InboundMessage(models.Model):
 
     def __str__(self) -> str:
         return f"from {self.from_number}: {self.text[:30]}"
+
+
+# -- inbox actions and the delivery-status webhook (added by the inbox/API work) -----------
+
+
+class SupportTicket(models.Model):
+    """A support request, opened by a keyword rule from an incoming SMS (or by staff).
+
+    Minimal on purpose: who asked (customer and/or number), what they wrote, where it
+    came from and whether it is open; the helpdesk proper is a later module."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        CLOSED = "closed", _("Closed")
+
+    tenant = models.ForeignKey("accounts.Tenant", on_delete=models.CASCADE, related_name="support_tickets")
+    customer = models.ForeignKey("subscribers.Customer", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+")
+    number = models.CharField(max_length=21, blank=True, default="")
+    subject = models.CharField(max_length=160)
+    body = models.TextField()
+    source = models.CharField(max_length=10, default="sms")
+    inbound = models.OneToOneField(InboundMessage, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="ticket")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = VisibleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.subject}"
+
+
+class WebhookEndpoint(models.Model):
+    """Where a tenant wants delivery-status callbacks: every message that reaches a final
+    state is POSTed there as JSON, signed ``X-ISP-Signature: sha256=<hex HMAC of the body
+    with secret>``, retried with exponential backoff (``notifications.webhooks``)."""
+
+    tenant = models.OneToOneField("accounts.Tenant", on_delete=models.CASCADE, related_name="sms_webhook")
+    url = models.URLField(max_length=500)
+    secret = EncryptedCharField(blank=True, default="")
+    is_active = models.BooleanField(default=True)
+    max_attempts = models.PositiveSmallIntegerField(default=8)
+    backoff_seconds = models.PositiveIntegerField(default=30, help_text=_("First retry after this; doubles each time."))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One status callback owed for one message state: pending until the receiver answers
+    2xx (delivered) or ``max_attempts`` are used up (failed). Unique per (message, state),
+    so a scan that runs twice queues nothing twice."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Failed")
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=12)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_error = models.CharField(max_length=255, blank=True, default="")
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["message", "state"], name="sms_webhook_once_per_state")]
+        indexes = [models.Index(fields=["next_attempt_at"], name="sms_webhook_due",
+                                condition=Q(status="pending"))]
+
+    def __str__(self) -> str:
+        return f"webhook {self.message_id} {self.state} ({self.status})"

@@ -18,6 +18,7 @@ from ispcore.cards.models import CardBatch, RechargeCard
 from ispcore.catalog.models import Package, PriceListEntry
 from ispcore.core.models import AuditEvent
 from ispcore.subscribers.models import Customer, Nas, Zone
+from notifications.models import Campaign, InboundMessage, Message, SmsTemplate
 from tests.world import build_world
 
 ACTORS = ["super", "adminA", "adminB", "r1", "r2", "rB1", "s1", "s2", "m1", "m2", "m0", "d1", "d2", "c1", "c2"]
@@ -122,10 +123,31 @@ EXPECTED: dict[str, tuple[str, type, dict[str, list[str]]]] = {
         "rB1": ["rB1"], "s1": [], "s2": [], "m1": ["r1"], "m2": ["r2"], "m0": [], "d1": ["r1"], "d2": ["r2"],
         "c1": [], "c2": [],
     }),
+    # SMS: a message is seen by the subtree of its customer (or of the user who sent it) and by
+    # its sender; managers need view_sms (m0 has no permission: only what it sent, nothing here).
+    "sms/messages": ("msg", Message, {
+        "super": ["rootA", "r1", "s2", "m1", "rB1"], "adminA": ["rootA", "r1", "s2", "m1"], "adminB": ["rB1"],
+        "r1": ["r1", "m1"], "r2": ["s2"], "rB1": ["rB1"], "s1": [], "s2": ["s2"], "m1": ["r1", "m1"], "m2": ["s2"],
+        "m0": [], "d1": [], "d2": [], "c1": [], "c2": [],
+    }),
+    # The inbox: resellers see their customers' texts; texts from unknown numbers only the ISP.
+    "sms/inbox": ("in", InboundMessage, {
+        "super": ["r1", "s2", "anon", "rB1"], "adminA": ["r1", "s2", "anon"], "adminB": ["rB1"], "r1": ["r1"],
+        "r2": ["s2"], "rB1": ["rB1"], "s1": [], "s2": ["s2"], "m1": ["r1"], "m2": ["s2"], "m0": [], "d1": [],
+        "d2": [], "c1": [], "c2": [],
+    }),
+    "sms/templates": ("tpl", SmsTemplate, {
+        "super": ["A", "B"], "adminA": ["A"], "adminB": ["B"], "m1": ["A"], "m2": ["A"],
+        **{a: [] for a in ("r1", "r2", "rB1", "s1", "s2", "m0", "d1", "d2", "c1", "c2")},
+    }),
+    "sms/campaigns": ("camp", Campaign, {
+        "super": ["A", "m1", "B"], "adminA": ["A", "m1"], "adminB": ["B"], "r1": ["m1"], "m1": ["m1"],
+        **{a: [] for a in ("r2", "rB1", "s1", "s2", "m2", "m0", "d1", "d2", "c1", "c2")},
+    }),
 }
 ENDPOINTS = [*EXPECTED, "ledger"]
-READ_ONLY = {"wallets", "ledger", "invoices", "cards", "routers"}
-NO_EDIT = READ_ONLY | {"sales", "payments", "cards/batches"}
+READ_ONLY = {"wallets", "ledger", "invoices", "cards", "routers", "sms/messages", "sms/inbox"}
+NO_EDIT = READ_ONLY | {"sales", "payments", "cards/batches", "sms/campaigns"}
 # Assignments are released (DELETE) and re-assigned, never edited: their "change" is a delete.
 EDIT_METHOD = {"ipam/assignments": "delete"}
 
@@ -208,7 +230,7 @@ def test_list_and_detail_show_exactly_the_actors_rows(world, endpoint, actor):
 def _snapshot():
     models = [Tenant, AccountNode, User, Package, PriceListEntry, Zone, Nas, Customer, Wallet, LedgerEntry,
               LedgerTransaction, AuditEvent, PackageSale, Payment, Invoice, Prefix, Reservation, Assignment,
-              CardBatch, RechargeCard]
+              CardBatch, RechargeCard, Message, InboundMessage, SmsTemplate, Campaign]
     return {m.__name__: (m.objects.count(), m.objects.order_by("-id").values_list("id", flat=True).first())
             for m in models}
 
@@ -254,6 +276,12 @@ def create_payload(world, endpoint: str, actor: str, n: int) -> dict:
     if endpoint == "ipam/assignments":
         customer = {"adminB": "cust:rB1", "m1": "cust:s1", "m2": "cust:r2"}.get(actor, "cust:rootA")
         return {"kind": "ipv4_static", "customer": world.pk(customer)}
+    if endpoint == "sms/templates":
+        return {"name": f"T{n}", "body": "Hello {name}, due {due}", "tenant": tenant}
+    if endpoint == "sms/campaigns":
+        line = "WorldB" if user.tenant_id == world["tenant:B"].pk else "WorldA"
+        return {"name": f"C{n}", "body": "অফার {name}", "audience": {"kind": "numbers", "numbers": ["01711999002"]},
+                "tenant": tenant, "sender": line}
     if endpoint == "cards/batches":
         data = {"count": 1, "face_value": "100", "validity_days": 30}
         if actor == "super":
@@ -293,6 +321,10 @@ CREATE_STATUS = {
     "cards/batches": {"super": 201, "adminA": 201, "adminB": 201, "r1": 201, "r2": 201, "rB1": 201, "s1": 201,
                       "s2": 201},
     "cards": {},
+    "sms/messages": {},
+    "sms/inbox": {},
+    "sms/templates": {"super": 201, "adminA": 201, "adminB": 201, "m1": 201, "m2": 201},
+    "sms/campaigns": {"super": 201, "adminA": 201, "adminB": 201, "m1": 201, "m2": 201},
 }
 
 
@@ -327,6 +359,8 @@ def update_payload(endpoint: str) -> dict:
         "ledger": {"amount": "1000000"}, "sales": {"price": "0"}, "payments": {"amount": "1000000"},
         "invoices": {"total": "0"}, "ipam/prefixes": {"name": "Renamed"}, "ipam/reservations": {"description": "x"},
         "ipam/assignments": {}, "cards/batches": {"memo": "x"}, "cards": {"status": "used"},
+        "sms/messages": {"state": "delivered"}, "sms/inbox": {"status": "ignored"}, "sms/templates": {"name": "R"},
+        "sms/campaigns": {"name": "Renamed"},
     }[endpoint]
 
 
@@ -350,6 +384,10 @@ CHANGERS = {
     "ipam/assignments": {"super", "adminA", "adminB", "m1", "m2"},
     "cards/batches": set(),
     "cards": set(),
+    "sms/messages": set(),
+    "sms/inbox": set(),
+    "sms/templates": {"super", "adminA", "adminB", "m1", "m2"},
+    "sms/campaigns": set(),
 }
 
 

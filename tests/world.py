@@ -127,4 +127,45 @@ def build_world() -> World:
         w[f"card:{node}"] = batch.cards.get()
     for u in User.objects.all():
         w[f"u:{u.username}"] = u
+    add_sms(w)
     return w
+
+
+def add_sms(w: World) -> None:
+    """SMS objects: a platform route (free, never connected), a default line per tenant,
+    messages to customers of each branch and one a manager sent, incoming texts from
+    customers and a stranger, templates and campaigns. Built through the SMS services."""
+    from django.utils import timezone
+
+    from notifications import campaigns as sms_campaigns
+    from notifications import services as sms
+    from notifications.models import InboundMessage, ProviderRoute, SenderId
+
+    su = w["u:super"]
+    ProviderRoute.objects.create(name="world-sms", kind="smpp", is_default=True, price_per_part=Decimal("0"),
+                                 settings={"host": "127.0.0.1", "port": 1, "system_id": "w", "password": "w"})
+    # not the tenants' default line: tests that build on the world add their own default
+    for t in ("A", "B"):
+        w[f"line:{t}"] = SenderId.objects.create(tenant=w[f"tenant:{t}"], value=f"World{t}")
+    for name in ("rootA", "r1", "s2", "rB1"):
+        cust = w[f"cust:{name}"]
+        w[f"msg:{name}"] = sms.queue_message(tenant=cust.tenant, to=cust.mobile, text=f"Hello {name}", actor=su,
+                                             customer=cust, sender=w[f"line:{'B' if name == 'rB1' else 'A'}"])
+    w["msg:m1"] = sms.queue_message(tenant=w["tenant:A"], to="01811000001", text="From m1", actor=w["u:m1"],
+                                    sender=w["line:A"])
+    now = timezone.now()
+    for name, tenant, customer, number in (("r1", "A", "cust:r1", None), ("s2", "A", "cust:s2", None),
+                                           ("anon", "A", None, "8801999000001"), ("rB1", "B", "cust:rB1", None)):
+        cust = w[customer] if customer else None
+        w[f"in:{name}"] = InboundMessage.objects.create(
+            tenant=w[f"tenant:{tenant}"], line=w[f"line:{tenant}"], provider="world-sms",
+            from_number=number or cust.mobile.lstrip("+"), to_number=f"World{tenant}", text="BAL", received_at=now,
+            customer=cust, status=InboundMessage.Status.HANDLED)
+    for t in ("A", "B"):
+        w[f"tpl:{t}"] = sms.save_template(tenant=w[f"tenant:{t}"], actor=w[f"u:admin{t}"], name="Due",
+                                          body="প্রিয় {name}, বকেয়া {due} টাকা")
+    audience = {"kind": "numbers", "numbers": ["01711999001"]}
+    for name, actor, tenant in (("A", "adminA", "A"), ("m1", "m1", "A"), ("B", "adminB", "B")):
+        w[f"camp:{name}"] = sms_campaigns.create_campaign(tenant=w[f"tenant:{tenant}"], actor=w[f"u:{actor}"],
+                                                          name=f"Offer {name}", body="অফার {name}",
+                                                          audience=audience, sender=w[f"line:{tenant}"])

@@ -86,3 +86,15 @@ WRITE_POLICY.update({
     "billing.payment": {"create": SELLERS | {(Role.MANAGER, P.COLLECT_CASH)}, "change": set(), "delete": set()},
     "billing.invoice": {"create": set(), "change": set(), "delete": set()},
 })
+
+# SMS: messages are sent (created) through the SMS services only, never edited; the send
+# endpoints check single vs bulk themselves (notifications.api.permissions). Templates are
+# written by the admin and managers allowed to send bulk SMS.
+SMS_SINGLE = {Role.ADMIN, (Role.MANAGER, P.SEND_SMS), (Role.MANAGER, P.SEND_BULK_SMS)}
+SMS_BULK = {Role.ADMIN, (Role.MANAGER, P.SEND_BULK_SMS)}
+WRITE_POLICY.update({
+    "notifications.message": {"create": SMS_SINGLE, "change": set(), "delete": set()},
+    "notifications.campaign": {"create": SMS_BULK, "change": SMS_BULK, "delete": set()},
+    "notifications.smstemplate": {"create": SMS_BULK, "change": SMS_BULK, "delete": SMS_BULK},
+    "notifications.inboundmessage": {"create": set(), "change": set(), "delete": set()},
+})

@@ -58,4 +58,6 @@ class ManagerPermission(models.TextChoices):
     VIEW_REPORTS = "view_reports", _("View reports")
     VIEW_LEDGER = "view_ledger", _("View balances and ledger")
     SEND_SMS = "send_sms", _("Send SMS")
+    SEND_BULK_SMS = "send_bulk_sms", _("Send bulk SMS (campaigns, many numbers)")
+    VIEW_SMS = "view_sms", _("View SMS messages and the inbox")
     MANAGE_ZONES = "manage_zones", _("Manage zones")

@@ -116,6 +116,23 @@ RULES: dict[str, Rule] = {
         tenant="tenant", nodes=("batch__issuer",), customer="used_by", distributor=("batch__distributor",),
         manager_perm=P.VIEW_LEDGER,
     ),
+    # SMS: messages are seen by the subtree of the customer (or sending user) they belong to,
+    # plus whoever created them; managers need "view_sms" (without it: only what they sent).
+    # Resellers see their customers' messages and inbox, never the ISP's unknown senders.
+    "notifications.message": Rule(tenant="tenant", nodes=("node",), self_user="created_by",
+                                  manager_perm=P.VIEW_SMS),
+    "notifications.inboundmessage": Rule(tenant="tenant", nodes=("customer__node",), manager_perm=P.VIEW_SMS),
+    "notifications.campaign": Rule(tenant="tenant", nodes=("node",), self_user="created_by",
+                                   manager_perm=P.VIEW_SMS),
+    "notifications.supportticket": Rule(tenant="tenant", nodes=("customer__node",), customer="customer",
+                                        manager_perm=P.VIEW_SMS),
+    # Templates, lines and groups are the ISP's sending tools: the admin and managers who send.
+    "notifications.smstemplate": Rule(tenant="tenant", tenant_wide=frozenset({Role.MANAGER}),
+                                      manager_perm=P.SEND_SMS),
+    "notifications.senderid": Rule(tenant="tenant", tenant_wide=frozenset({Role.MANAGER}), manager_perm=P.SEND_SMS),
+    "notifications.contactgroup": Rule(tenant="tenant", tenant_wide=frozenset({Role.MANAGER}),
+                                       manager_perm=P.SEND_SMS),
+    "notifications.providerroute": Rule(tenant="tenant"),
 }
 
 

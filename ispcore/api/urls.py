@@ -31,5 +31,6 @@ urlpatterns = [
     path("ipam/", include("ipam.api.urls")),
     path("cards/", include("ispcore.cards.api.urls")),
     path("", include("mikrotik.api.urls")),
+    path("sms/", include("notifications.api.urls")),
     path("", include(router.urls)),
 ]
