@@ -40,7 +40,7 @@ from pathlib import Path
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from .models import AccountingSession, AuthLog
+from .models import AccountingSession
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +284,6 @@ class AccountingWriter:
         spool_path: Path,
         on_commit: Callable[[set[int]], None] | None = None,
         batch_max: int = 1000,
-        auth_log_max_buffer: int = 50_000,
         metrics=None,
     ) -> None:
         self.spool_path = Path(spool_path)
@@ -292,9 +291,6 @@ class AccountingWriter:
         self.batch_max = batch_max
         self.metrics = metrics
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._auth_log: list[AuthLog] = []
-        self._auth_log_lock = threading.Lock()
-        self._auth_log_max = auth_log_max_buffer
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._next_replay = 0.0
@@ -306,15 +302,6 @@ class AccountingWriter:
         """Queue a record; ``callback(ok)`` runs after its batch is committed (or
         spooled), on ``loop``'s thread when a loop is given (one wake-up per batch)."""
         self._queue.put((record, callback, loop))
-
-    def log_auth(self, entry: AuthLog) -> None:
-        with self._auth_log_lock:
-            if len(self._auth_log) >= self._auth_log_max:
-                del self._auth_log[: len(self._auth_log) // 10]
-                if self.metrics is not None:
-                    self.metrics.inc("auth_log_dropped")
-            self._auth_log.append(entry)
-        self._queue.put(None)  # wake the writer
 
     # -- lifecycle -------------------------------------------------------
 
@@ -365,8 +352,8 @@ class AccountingWriter:
                 return
 
     def _write(self, batch: list) -> None:
-        with self._auth_log_lock:
-            auth_logs, self._auth_log = self._auth_log, []
+        if not batch and not self.spool_path.exists():
+            return
         records = [item[0] for item in batch]
         if self.spool_path.exists() and not self._replay_spool():
             self._spool(records)
@@ -376,8 +363,6 @@ class AccountingWriter:
         try:
             with transaction.atomic():
                 touched = apply_batch(records)
-                if auth_logs:
-                    AuthLog.objects.bulk_create(auth_logs, batch_size=2000)
         except (OperationalError, InterfaceError) as exc:
             logger.warning("accounting database unavailable (%s); spooling %d records", exc, len(records))
             self._db_down()
