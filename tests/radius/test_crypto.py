@@ -155,6 +155,28 @@ def test_des_implementations_agree_with_pycryptodome_on_random_keys():
         assert crypto._des_ecb_pycryptodome(key8, block) == expected
 
 
+@pytest.mark.parametrize("implementation", ["libcrypto", "pycryptodome"])
+def test_rfc2759_password_hashes_with_each_md4_implementation(implementation, monkeypatch):
+    if implementation == "libcrypto" and crypto._LIBCRYPTO is None:
+        pytest.skip("no system libcrypto with MD4")
+    monkeypatch.setattr(crypto, "_md4", getattr(crypto, f"_md4_{implementation}"))
+    assert crypto.nt_password_hash(PASSWORD) == PASSWORD_HASH
+    assert crypto.hash_nt_password_hash(PASSWORD_HASH) == PASSWORD_HASH_HASH
+
+
+def test_md4_implementations_agree():
+    import secrets
+
+    if crypto._LIBCRYPTO is None:
+        pytest.skip("no system libcrypto with MD4")
+    # RFC 1320 appendix A.5
+    assert crypto._md4_libcrypto(b"").hex() == "31d6cfe0d16ae931b73c59d7e0c089c0"
+    assert crypto._md4_libcrypto(b"abc").hex() == "a448017aaf21d8525fc10ae87aa6729d"
+    for length in (0, 1, 16, 55, 56, 64, 200, 1000):
+        data = secrets.token_bytes(length)
+        assert crypto._md4_libcrypto(data) == crypto._md4_pycryptodome(data)
+
+
 def test_des_key_has_odd_parity_and_the_56_key_bits():
     key8 = crypto._des_key(bytes.fromhex("FFFFFFFFFFFFFF"))
     assert key8 == bytes.fromhex("FEFEFEFEFEFEFEFE")
