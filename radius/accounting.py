@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import psycopg
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -139,6 +140,17 @@ def _apply_sessions(records: list[AcctRecord]) -> set[int]:
         .order_by("unique_id")
         .values("unique_id", *_SESSION_FIELDS)
     }
+    rows, usage, touched = _plan(records, states)
+    if rows:
+        _upsert_sessions(rows)
+    if usage:
+        _add_daily_usage(usage)
+    return touched
+
+
+def _plan(records: list[AcctRecord], states: dict[str, dict]) -> tuple[list[dict], dict, set[int]]:
+    """Apply the session rules to the locked rows ``states`` (unique_id -> row dict, updated
+    in place): returns the rows to upsert, the daily usage deltas and the customers touched."""
     changed: set[str] = set()
     usage: dict[tuple[int, int, date], list[int]] = {}
     touched: set[int] = set()
@@ -185,11 +197,82 @@ def _apply_sessions(records: list[AcctRecord]) -> set[int]:
             acc[1] += deltas[2]
             acc[2] += deltas[0]
             touched.add(customer_id)
-    if changed:
-        _upsert_sessions([states[uid] for uid in sorted(changed)])
-    if usage:
-        _add_daily_usage(usage)
-    return touched
+    return [states[uid] for uid in sorted(changed)], usage, touched
+
+
+_TABLE = "radius_accountingsession"
+_UPSERT_SQL = (
+    f"INSERT INTO {_TABLE} (unique_id, {', '.join(_SESSION_FIELDS)}) SELECT * FROM unnest("
+    + ", ".join(f"%s::{_PG_TYPES[c]}[]" for c in ["unique_id", *_SESSION_FIELDS])
+    + ") ON CONFLICT (unique_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _SESSION_FIELDS)
+)
+_USAGE_SQL = (
+    "INSERT INTO radius_dailyusage (customer_id, tenant_id, day, input_octets, output_octets, session_time) "
+    "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::date[], %s::bigint[], %s::bigint[], %s::bigint[]) "
+    "ON CONFLICT (customer_id, day) DO UPDATE SET "
+    "input_octets = radius_dailyusage.input_octets + EXCLUDED.input_octets, "
+    "output_octets = radius_dailyusage.output_octets + EXCLUDED.output_octets, "
+    "session_time = radius_dailyusage.session_time + EXCLUDED.session_time"
+)
+_SELECT_SQL = (
+    "SELECT unique_id, "
+    + ", ".join(f"host({c})" if c in ("nas_ip_address", "framed_ip_address") else c for c in _SESSION_FIELDS)
+    + f" FROM {_TABLE} WHERE unique_id = ANY(%s::text[]) ORDER BY unique_id FOR UPDATE"
+)
+_OPEN_COUNTS_SQL = (
+    f"SELECT customer_id, count(*) FROM {_TABLE} WHERE stopped_at IS NULL AND customer_id = ANY(%s::bigint[]) "
+    "GROUP BY customer_id"
+)
+
+
+def _session_arrays(rows: list[dict]) -> list[list]:
+    return [[row[c] for row in rows] for c in ("unique_id", *_SESSION_FIELDS)]
+
+
+def _usage_arrays(usage: dict[tuple[int, int, date], list[int]]) -> list[list]:
+    rows = sorted(usage.items())
+    return [list(col) for col in zip(*[(c, t, d, i, o, t2) for (c, t, d), (i, o, t2) in rows], strict=True)]
+
+
+def write_batch_pipelined(records: list[AcctRecord]) -> tuple[set[int], dict[int, int]]:
+    """Write a batch of session records (no Accounting-On/Off) in one transaction with
+    two round trips to PostgreSQL, using psycopg's pipeline mode on the writer's own
+    connection: (1) BEGIN + lock and read the sessions; (2) upsert the sessions, add
+    the daily usage, COMMIT, and count the open sessions of the customers touched.
+
+    Returns ``(customers touched, {customer id: open sessions})``; the counts are read
+    after the commit. Raises psycopg errors (the transaction is rolled back first)."""
+    connection.ensure_connection()
+    raw = connection.connection
+    uids = sorted({r.unique_id for r in records})
+    columns = ("unique_id", *_SESSION_FIELDS)
+    cursor = psycopg.Cursor(raw)  # server-side binding, so the statements can be prepared
+    counts_cursor = psycopg.Cursor(raw)
+    try:
+        with raw.pipeline() as pipeline:
+            cursor.execute("BEGIN")
+            cursor.execute(_SELECT_SQL, [uids], prepare=True)
+            states = {row[0]: dict(zip(columns, row, strict=True)) for row in cursor.fetchall()}
+            rows, usage, touched = _plan(records, states)
+            if rows:
+                cursor.execute(_UPSERT_SQL, _session_arrays(rows), prepare=True)
+            if usage:
+                cursor.execute(_USAGE_SQL, _usage_arrays(usage), prepare=True)
+            cursor.execute("COMMIT")
+            if touched:
+                counts_cursor.execute(_OPEN_COUNTS_SQL, [sorted(touched)], prepare=True)
+            pipeline.sync()
+            counts = dict(counts_cursor.fetchall()) if touched else {}
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                raw.execute("ROLLBACK")
+        raise
+    finally:
+        cursor.close()
+        counts_cursor.close()
+    return touched, {cid: counts.get(cid, 0) for cid in touched}
 
 
 def _upsert_sessions(rows: list[dict]) -> None:
@@ -282,7 +365,7 @@ class AccountingWriter:
         self,
         *,
         spool_path: Path,
-        on_commit: Callable[[set[int]], None] | None = None,
+        on_commit: Callable[[set[int], dict[int, int] | None], None] | None = None,
         batch_max: int = 1000,
         metrics=None,
     ) -> None:
@@ -360,28 +443,33 @@ class AccountingWriter:
             self._finish(batch, True)
             return
         started = time.perf_counter()
+        open_counts: dict[int, int] | None = None
         try:
-            with transaction.atomic():
-                touched = apply_batch(records)
-        except (OperationalError, InterfaceError) as exc:
+            if connection.vendor == "postgresql" and not any(r.status in (ON, OFF) for r in records):
+                touched, open_counts = write_batch_pipelined(records)
+            else:
+                with transaction.atomic():
+                    touched = apply_batch(records)
+        except (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
             logger.warning("accounting database unavailable (%s); spooling %d records", exc, len(records))
             self._db_down()
             self._spool(records)
             self._finish(batch, True)
             return
-        except DatabaseError:
+        except (DatabaseError, psycopg.Error):
             # Not an outage but a record the database refuses: write the others one
             # by one and keep the refused ones on disk for a person to look at.
             logger.exception("accounting batch of %d records failed; retrying them one by one", len(records))
             with contextlib.suppress(Exception):
                 connection.close()
             touched = self._write_one_by_one(records)
+            open_counts = None
         self.db_ok = True
         if self.metrics is not None and records:
             self.metrics.inc("acct_commits")
             self.metrics.inc("acct_records", len(records))
             self.metrics.observe("acct_commit_seconds", time.perf_counter() - started)
-        self._after_commit(touched)
+        self._after_commit(touched, open_counts)
         self._finish(batch, True)
 
     def _write_one_by_one(self, records: list[AcctRecord]) -> set[int]:
@@ -403,10 +491,12 @@ class AccountingWriter:
                 self.metrics.inc("acct_refused", len(refused))
         return touched
 
-    def _after_commit(self, touched: set[int]) -> None:
+    def _after_commit(self, touched: set[int], open_counts: dict[int, int] | None = None) -> None:
+        """Before the replies go out: the snapshot learns the new open-session counts
+        (read in the commit's round trip when ``open_counts`` is given) and usage."""
         if touched and self.on_commit is not None:
             try:
-                self.on_commit(touched)
+                self.on_commit(touched, open_counts)
             except Exception:
                 logger.warning("after-commit usage refresh failed", exc_info=True)
 

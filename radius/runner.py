@@ -91,9 +91,9 @@ class Worker:
         self.ready = threading.Event()
         self._stopped: asyncio.Event | None = None
 
-    def _on_commit(self, customer_ids: set[int]) -> None:
+    def _on_commit(self, customer_ids: set[int], open_counts: dict[int, int] | None = None) -> None:
         ids = sorted(customer_ids)
-        self.snapshot.refresh_usage(ids)
+        self.snapshot.refresh_usage(ids, open_counts)
         publish_usage(ids)
 
     def prepare(self) -> None:
