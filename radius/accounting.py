@@ -201,28 +201,32 @@ def _plan(records: list[AcctRecord], states: dict[str, dict]) -> tuple[list[dict
 
 
 _TABLE = "radius_accountingsession"
+# %b: arrays go in binary format (text-format arrays cost a regex per element to quote)
 _UPSERT_SQL = (
     f"INSERT INTO {_TABLE} (unique_id, {', '.join(_SESSION_FIELDS)}) SELECT * FROM unnest("
-    + ", ".join(f"%s::{_PG_TYPES[c]}[]" for c in ["unique_id", *_SESSION_FIELDS])
+    + ", ".join(f"%b::{_PG_TYPES[c]}[]" for c in ["unique_id", *_SESSION_FIELDS])
     + ") ON CONFLICT (unique_id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _SESSION_FIELDS)
 )
 _USAGE_SQL = (
     "INSERT INTO radius_dailyusage (customer_id, tenant_id, day, input_octets, output_octets, session_time) "
-    "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::date[], %s::bigint[], %s::bigint[], %s::bigint[]) "
+    "SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::date[], %b::bigint[], %b::bigint[], %b::bigint[]) "
     "ON CONFLICT (customer_id, day) DO UPDATE SET "
     "input_octets = radius_dailyusage.input_octets + EXCLUDED.input_octets, "
     "output_octets = radius_dailyusage.output_octets + EXCLUDED.output_octets, "
     "session_time = radius_dailyusage.session_time + EXCLUDED.session_time"
 )
 _SELECT_SQL = (
-    "SELECT unique_id, "
-    + ", ".join(f"host({c})" if c in ("nas_ip_address", "framed_ip_address") else c for c in _SESSION_FIELDS)
-    + f" FROM {_TABLE} WHERE unique_id = ANY(%s::text[]) ORDER BY unique_id FOR UPDATE"
+    "SELECT s.unique_id, "
+    + ", ".join(f"host(s.{c})" if c in ("nas_ip_address", "framed_ip_address") else f"s.{c}" for c in _SESSION_FIELDS)
+    # a join on the unnested ids: one unique-index probe each (a filter "= ANY(array)"
+    # made the planner scan the whole table, comparing each row with every id)
+    + f" FROM unnest(%b::varchar[]) AS u(id) JOIN {_TABLE} s ON s.unique_id = u.id"
+    + " ORDER BY s.unique_id FOR UPDATE OF s"
 )
 _OPEN_COUNTS_SQL = (
-    f"SELECT customer_id, count(*) FROM {_TABLE} WHERE stopped_at IS NULL AND customer_id = ANY(%s::bigint[]) "
-    "GROUP BY customer_id"
+    f"SELECT s.customer_id, count(*) FROM unnest(%b::bigint[]) AS u(id) JOIN {_TABLE} s "
+    "ON s.customer_id = u.id AND s.stopped_at IS NULL GROUP BY s.customer_id"
 )
 
 
@@ -252,16 +256,16 @@ def write_batch_pipelined(records: list[AcctRecord]) -> tuple[set[int], dict[int
     try:
         with raw.pipeline() as pipeline:
             cursor.execute("BEGIN")
-            cursor.execute(_SELECT_SQL, [uids], prepare=True)
+            cursor.execute(_SELECT_SQL, [uids], prepare=True, binary=True)
             states = {row[0]: dict(zip(columns, row, strict=True)) for row in cursor.fetchall()}
             rows, usage, touched = _plan(records, states)
             if rows:
-                cursor.execute(_UPSERT_SQL, _session_arrays(rows), prepare=True)
+                cursor.execute(_UPSERT_SQL, _session_arrays(rows), prepare=True, binary=True)
             if usage:
-                cursor.execute(_USAGE_SQL, _usage_arrays(usage), prepare=True)
+                cursor.execute(_USAGE_SQL, _usage_arrays(usage), prepare=True, binary=True)
             cursor.execute("COMMIT")
             if touched:
-                counts_cursor.execute(_OPEN_COUNTS_SQL, [sorted(touched)], prepare=True)
+                counts_cursor.execute(_OPEN_COUNTS_SQL, [sorted(touched)], prepare=True, binary=True)
             pipeline.sync()
             counts = dict(counts_cursor.fetchall()) if touched else {}
     except BaseException:
