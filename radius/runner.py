@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -139,6 +140,10 @@ class Worker:
         connections.close_all()
 
     def run(self) -> None:
+        # The writer threads (accounting, auth log, snapshot) run Python too; a thread
+        # waiting for the GIL gets it after this interval (CPython's default: 5 ms), so
+        # the event loop thread is never held up longer than this by them.
+        sys.setswitchinterval(setting("RADIUS_GIL_SWITCH_INTERVAL", 0.0005))
         self.prepare()
         loop = asyncio.new_event_loop()
         try:
