@@ -11,7 +11,7 @@ OUT=${OUT:-/tmp/fr-bench/results.jsonl}
 DUR=${DUR:-15}
 LG_CPU=${LG_CPU:-1}
 FR_DIR=${FR_DIR:-/tmp/fr-bench}
-PY=.venv/bin/python
+PY=${PY:-.venv/bin/python}
 LG=(taskset -c "$LG_CPU" timeout 300 "$PY" bench/freeradius/loadgen.py --json)
 # server under test (default: the bench FreeRADIUS) and its database, for CPU accounting
 PID=${PID:-$(cat "$FR_DIR/run/radiusd.pid")}
