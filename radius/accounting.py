@@ -230,6 +230,39 @@ _OPEN_COUNTS_SQL = (
 )
 
 
+# Sessions that already exist get an UPDATE of only what the session rules may change
+# (an Interim-Update is most of the traffic). Its numeric and timestamp arrays are sent
+# as ready-made array literals ("{1,2,NULL}"): str.join is far cheaper than psycopg
+# dumping each element; the text columns go as binary arrays.
+_UPDATE_NUMERIC = ("session_time", "input_octets", "output_octets", "input_packets", "output_packets",
+                   "interim_interval", "customer_id")
+_UPDATE_TIMES = ("updated_at", "stopped_at")
+_UPDATE_TEXT = ("framed_ip_address", "terminate_cause")
+_UPDATE_SQL = (
+    f"UPDATE {_TABLE} s SET "
+    + ", ".join(f"{c} = u.{c}" for c in (*_UPDATE_NUMERIC, *_UPDATE_TIMES, *_UPDATE_TEXT))
+    + " FROM unnest(%b::varchar[], "
+    + ", ".join(f"%s::{_PG_TYPES[c]}[]" for c in (*_UPDATE_NUMERIC, *_UPDATE_TIMES))
+    + ", %b::inet[], %b::text[]) AS u(unique_id, "
+    + ", ".join((*_UPDATE_NUMERIC, *_UPDATE_TIMES, *_UPDATE_TEXT))
+    + ") WHERE s.unique_id = u.unique_id"
+)
+
+
+def _array_literal(values) -> str:
+    """PostgreSQL array literal of ints or tz-aware datetimes (None -> NULL); their text
+    forms never need quoting (isoformat: no spaces, commas, braces or quotes)."""
+    return "{" + ",".join("NULL" if v is None else (v.isoformat() if isinstance(v, datetime) else str(v))
+                          for v in values) + "}"
+
+
+def _update_params(rows: list[dict]) -> list:
+    params: list = [[row["unique_id"] for row in rows]]
+    params += [_array_literal([row[c] for row in rows]) for c in (*_UPDATE_NUMERIC, *_UPDATE_TIMES)]
+    params += [[row[c] for row in rows] for c in _UPDATE_TEXT]
+    return params
+
+
 def _session_arrays(rows: list[dict]) -> list[list]:
     return [[row[c] for row in rows] for c in ("unique_id", *_SESSION_FIELDS)]
 
@@ -258,9 +291,14 @@ def write_batch_pipelined(records: list[AcctRecord]) -> tuple[set[int], dict[int
             cursor.execute("BEGIN")
             cursor.execute(_SELECT_SQL, [uids], prepare=True, binary=True)
             states = {row[0]: dict(zip(columns, row, strict=True)) for row in cursor.fetchall()}
+            existing = set(states)  # locked: nobody else can insert or change them now
             rows, usage, touched = _plan(records, states)
-            if rows:
-                cursor.execute(_UPSERT_SQL, _session_arrays(rows), prepare=True, binary=True)
+            updates = [row for row in rows if row["unique_id"] in existing]
+            inserts = [row for row in rows if row["unique_id"] not in existing]
+            if inserts:  # ON CONFLICT still: another worker may insert the same new session
+                cursor.execute(_UPSERT_SQL, _session_arrays(inserts), prepare=True, binary=True)
+            if updates:
+                cursor.execute(_UPDATE_SQL, _update_params(updates), prepare=True, binary=True)
             if usage:
                 cursor.execute(_USAGE_SQL, _usage_arrays(usage), prepare=True, binary=True)
             cursor.execute("COMMIT")

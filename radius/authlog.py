@@ -6,6 +6,8 @@ The event loop appends one compact tuple per decision (:meth:`AuthLogWriter.log`
 no Django model instance, no lock: ``deque.append`` is atomic). The writer
 thread takes what has accumulated every ``interval`` seconds (or sooner when
 ``flush_rows`` are waiting) and writes it with one ``COPY`` in one transaction.
+Small, frequent COPYs: formatting the rows is Python holding the GIL, and a
+long burst of it would show in the event loop's latency.
 
 The buffer is bounded (``max_buffer`` rows): when the database is slower than
 the decisions for long enough, or unreachable, the oldest unwritten rows are
@@ -37,7 +39,7 @@ COLUMNS = ("tenant_id", "nas_ip_address", "username", "customer_id", "accepted",
 class AuthLogWriter:
     """Buffer decisions, write them in batches with COPY from a thread of its own."""
 
-    def __init__(self, *, max_buffer: int = 50_000, interval: float = 0.2, flush_rows: int = 5000,
+    def __init__(self, *, max_buffer: int = 50_000, interval: float = 0.05, flush_rows: int = 2000,
                  metrics=None) -> None:
         self.max_buffer = max_buffer
         self.interval = interval

@@ -85,6 +85,18 @@ def test_start_interim_stop(acct, world):
     assert (usage.input_octets, usage.output_octets, usage.session_time) == (6 * GB, 2 * GB, 600)
 
 
+def test_interim_fills_in_the_address_and_interval_of_an_existing_session(acct, world):
+    """The UPDATE path for existing sessions (text sent as binary arrays, numbers and times
+    as array literals): an address first reported in an interim, NULL stopped_at kept."""
+    send(acct, "start", username="alice", session_id="addr-later")
+    assert session(world, "addr-later").framed_ip_address is None
+    send(acct, "interim", username="alice", session_id="addr-later", input_octets=3 * GB + 1, output_octets=2,
+         session_time=90, extra=[("Framed-IP-Address", "10.1.2.3"), ("Acct-Interim-Interval", 120)])
+    s = session(world, "addr-later")
+    assert (s.framed_ip_address, s.interim_interval, s.input_octets, s.session_time) == ("10.1.2.3", 120, 3 * GB + 1, 90)
+    assert s.stopped_at is None and s.terminate_cause == "" and s.updated_at >= s.started_at
+
+
 def test_duplicate_stop_and_late_interim_change_nothing(acct, world):
     send(acct, "start", username="alice", session_id="s2")
     send(acct, "stop", username="alice", session_id="s2", input_octets=1000, output_octets=2000, session_time=60)
