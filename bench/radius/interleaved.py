@@ -81,7 +81,17 @@ def ours_env() -> dict:
     }
 
 
+def ports_in_use(ports: list[int]) -> list[int]:
+    """UDP ports someone listens on. radiusd binds with SO_REUSEPORT, so a second server on
+    the same port would silently take a share of the requests: refuse to measure then."""
+    out = subprocess.run(["ss", "-Hulnp"], capture_output=True, text=True).stdout
+    return [p for p in ports if f":{p} " in out]
+
+
 def start_servers(log_dir: Path) -> dict[str, int]:
+    busy = ports_in_use([18120, 18130, 18220, 18230, 18320, 18330])
+    if busy:
+        raise SystemExit(f"UDP ports already in use (a server left running?): {busy}")
     pids = {}
     for name in ("fr-postauth", "fr"):
         fr_dir = SERVERS[name]["fr_dir"]

@@ -42,6 +42,9 @@ run_freeradius() {  # $1 label, $2 FR_DIR
 
 run_ours() {
     local out="$base-ours.jsonl" spid rss
+    # radiusd binds with SO_REUSEPORT: a server left running on these ports would silently
+    # take a share of the requests
+    if ss -Hulnp | grep -qE ':(18120|18130) '; then echo "ports 18120/18130 already in use" >&2; exit 1; fi
     rm -f "$out"
     reset_dbs
     export DATABASE_URL=postgres://postgres@127.0.0.1:5432/isp_radius_bench REDIS_URL=redis://127.0.0.1:6379/13
