@@ -37,10 +37,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import psycopg
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from .models import AccountingSession, AuthLog
+from .models import AccountingSession
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,17 @@ def _apply_sessions(records: list[AcctRecord]) -> set[int]:
         .order_by("unique_id")
         .values("unique_id", *_SESSION_FIELDS)
     }
+    rows, usage, touched = _plan(records, states)
+    if rows:
+        _upsert_sessions(rows)
+    if usage:
+        _add_daily_usage(usage)
+    return touched
+
+
+def _plan(records: list[AcctRecord], states: dict[str, dict]) -> tuple[list[dict], dict, set[int]]:
+    """Apply the session rules to the locked rows ``states`` (unique_id -> row dict, updated
+    in place): returns the rows to upsert, the daily usage deltas and the customers touched."""
     changed: set[str] = set()
     usage: dict[tuple[int, int, date], list[int]] = {}
     touched: set[int] = set()
@@ -185,11 +197,124 @@ def _apply_sessions(records: list[AcctRecord]) -> set[int]:
             acc[1] += deltas[2]
             acc[2] += deltas[0]
             touched.add(customer_id)
-    if changed:
-        _upsert_sessions([states[uid] for uid in sorted(changed)])
-    if usage:
-        _add_daily_usage(usage)
-    return touched
+    return [states[uid] for uid in sorted(changed)], usage, touched
+
+
+_TABLE = "radius_accountingsession"
+# %b: arrays go in binary format (text-format arrays cost a regex per element to quote)
+_UPSERT_SQL = (
+    f"INSERT INTO {_TABLE} (unique_id, {', '.join(_SESSION_FIELDS)}) SELECT * FROM unnest("
+    + ", ".join(f"%b::{_PG_TYPES[c]}[]" for c in ["unique_id", *_SESSION_FIELDS])
+    + ") ON CONFLICT (unique_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _SESSION_FIELDS)
+)
+_USAGE_SQL = (
+    "INSERT INTO radius_dailyusage (customer_id, tenant_id, day, input_octets, output_octets, session_time) "
+    "SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::date[], %b::bigint[], %b::bigint[], %b::bigint[]) "
+    "ON CONFLICT (customer_id, day) DO UPDATE SET "
+    "input_octets = radius_dailyusage.input_octets + EXCLUDED.input_octets, "
+    "output_octets = radius_dailyusage.output_octets + EXCLUDED.output_octets, "
+    "session_time = radius_dailyusage.session_time + EXCLUDED.session_time"
+)
+_SELECT_SQL = (
+    "SELECT s.unique_id, "
+    + ", ".join(f"host(s.{c})" if c in ("nas_ip_address", "framed_ip_address") else f"s.{c}" for c in _SESSION_FIELDS)
+    # a join on the unnested ids: one unique-index probe each (a filter "= ANY(array)"
+    # made the planner scan the whole table, comparing each row with every id)
+    + f" FROM unnest(%b::varchar[]) AS u(id) JOIN {_TABLE} s ON s.unique_id = u.id"
+    + " ORDER BY s.unique_id FOR UPDATE OF s"
+)
+_OPEN_COUNTS_SQL = (
+    f"SELECT s.customer_id, count(*) FROM unnest(%b::bigint[]) AS u(id) JOIN {_TABLE} s "
+    "ON s.customer_id = u.id AND s.stopped_at IS NULL GROUP BY s.customer_id"
+)
+
+
+# Sessions that already exist get an UPDATE of only what the session rules may change
+# (an Interim-Update is most of the traffic). Its numeric and timestamp arrays are sent
+# as ready-made array literals ("{1,2,NULL}"): str.join is far cheaper than psycopg
+# dumping each element; the text columns go as binary arrays.
+_UPDATE_NUMERIC = ("session_time", "input_octets", "output_octets", "input_packets", "output_packets",
+                   "interim_interval", "customer_id")
+_UPDATE_TIMES = ("updated_at", "stopped_at")
+_UPDATE_TEXT = ("framed_ip_address", "terminate_cause")
+_UPDATE_SQL = (
+    f"UPDATE {_TABLE} s SET "
+    + ", ".join(f"{c} = u.{c}" for c in (*_UPDATE_NUMERIC, *_UPDATE_TIMES, *_UPDATE_TEXT))
+    + " FROM unnest(%b::varchar[], "
+    + ", ".join(f"%s::{_PG_TYPES[c]}[]" for c in (*_UPDATE_NUMERIC, *_UPDATE_TIMES))
+    + ", %b::inet[], %b::text[]) AS u(unique_id, "
+    + ", ".join((*_UPDATE_NUMERIC, *_UPDATE_TIMES, *_UPDATE_TEXT))
+    + ") WHERE s.unique_id = u.unique_id"
+)
+
+
+def _array_literal(values) -> str:
+    """PostgreSQL array literal of ints or tz-aware datetimes (None -> NULL); their text
+    forms never need quoting (isoformat: no spaces, commas, braces or quotes)."""
+    return "{" + ",".join("NULL" if v is None else (v.isoformat() if isinstance(v, datetime) else str(v))
+                          for v in values) + "}"
+
+
+def _update_params(rows: list[dict]) -> list:
+    params: list = [[row["unique_id"] for row in rows]]
+    params += [_array_literal([row[c] for row in rows]) for c in (*_UPDATE_NUMERIC, *_UPDATE_TIMES)]
+    params += [[row[c] for row in rows] for c in _UPDATE_TEXT]
+    return params
+
+
+def _session_arrays(rows: list[dict]) -> list[list]:
+    return [[row[c] for row in rows] for c in ("unique_id", *_SESSION_FIELDS)]
+
+
+def _usage_arrays(usage: dict[tuple[int, int, date], list[int]]) -> list[list]:
+    rows = sorted(usage.items())
+    return [list(col) for col in zip(*[(c, t, d, i, o, t2) for (c, t, d), (i, o, t2) in rows], strict=True)]
+
+
+def write_batch_pipelined(records: list[AcctRecord]) -> tuple[set[int], dict[int, int]]:
+    """Write a batch of session records (no Accounting-On/Off) in one transaction with
+    two round trips to PostgreSQL, using psycopg's pipeline mode on the writer's own
+    connection: (1) BEGIN + lock and read the sessions; (2) upsert the sessions, add
+    the daily usage, COMMIT, and count the open sessions of the customers touched.
+
+    Returns ``(customers touched, {customer id: open sessions})``; the counts are read
+    after the commit. Raises psycopg errors (the transaction is rolled back first)."""
+    connection.ensure_connection()
+    raw = connection.connection
+    uids = sorted({r.unique_id for r in records})
+    columns = ("unique_id", *_SESSION_FIELDS)
+    cursor = psycopg.Cursor(raw)  # server-side binding, so the statements can be prepared
+    counts_cursor = psycopg.Cursor(raw)
+    try:
+        with raw.pipeline() as pipeline:
+            cursor.execute("BEGIN")
+            cursor.execute(_SELECT_SQL, [uids], prepare=True, binary=True)
+            states = {row[0]: dict(zip(columns, row, strict=True)) for row in cursor.fetchall()}
+            existing = set(states)  # locked: nobody else can insert or change them now
+            rows, usage, touched = _plan(records, states)
+            updates = [row for row in rows if row["unique_id"] in existing]
+            inserts = [row for row in rows if row["unique_id"] not in existing]
+            if inserts:  # ON CONFLICT still: another worker may insert the same new session
+                cursor.execute(_UPSERT_SQL, _session_arrays(inserts), prepare=True, binary=True)
+            if updates:
+                cursor.execute(_UPDATE_SQL, _update_params(updates), prepare=True, binary=True)
+            if usage:
+                cursor.execute(_USAGE_SQL, _usage_arrays(usage), prepare=True, binary=True)
+            cursor.execute("COMMIT")
+            if touched:
+                counts_cursor.execute(_OPEN_COUNTS_SQL, [sorted(touched)], prepare=True, binary=True)
+            pipeline.sync()
+            counts = dict(counts_cursor.fetchall()) if touched else {}
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                raw.execute("ROLLBACK")
+        raise
+    finally:
+        cursor.close()
+        counts_cursor.close()
+    return touched, {cid: counts.get(cid, 0) for cid in touched}
 
 
 def _upsert_sessions(rows: list[dict]) -> None:
@@ -282,9 +407,8 @@ class AccountingWriter:
         self,
         *,
         spool_path: Path,
-        on_commit: Callable[[set[int]], None] | None = None,
+        on_commit: Callable[[set[int], dict[int, int] | None], None] | None = None,
         batch_max: int = 1000,
-        auth_log_max_buffer: int = 50_000,
         metrics=None,
     ) -> None:
         self.spool_path = Path(spool_path)
@@ -292,9 +416,6 @@ class AccountingWriter:
         self.batch_max = batch_max
         self.metrics = metrics
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._auth_log: list[AuthLog] = []
-        self._auth_log_lock = threading.Lock()
-        self._auth_log_max = auth_log_max_buffer
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._next_replay = 0.0
@@ -306,15 +427,6 @@ class AccountingWriter:
         """Queue a record; ``callback(ok)`` runs after its batch is committed (or
         spooled), on ``loop``'s thread when a loop is given (one wake-up per batch)."""
         self._queue.put((record, callback, loop))
-
-    def log_auth(self, entry: AuthLog) -> None:
-        with self._auth_log_lock:
-            if len(self._auth_log) >= self._auth_log_max:
-                del self._auth_log[: len(self._auth_log) // 10]
-                if self.metrics is not None:
-                    self.metrics.inc("auth_log_dropped")
-            self._auth_log.append(entry)
-        self._queue.put(None)  # wake the writer
 
     # -- lifecycle -------------------------------------------------------
 
@@ -365,38 +477,41 @@ class AccountingWriter:
                 return
 
     def _write(self, batch: list) -> None:
-        with self._auth_log_lock:
-            auth_logs, self._auth_log = self._auth_log, []
+        if not batch and not self.spool_path.exists():
+            return
         records = [item[0] for item in batch]
         if self.spool_path.exists() and not self._replay_spool():
             self._spool(records)
             self._finish(batch, True)
             return
         started = time.perf_counter()
+        open_counts: dict[int, int] | None = None
         try:
-            with transaction.atomic():
-                touched = apply_batch(records)
-                if auth_logs:
-                    AuthLog.objects.bulk_create(auth_logs, batch_size=2000)
-        except (OperationalError, InterfaceError) as exc:
+            if connection.vendor == "postgresql" and not any(r.status in (ON, OFF) for r in records):
+                touched, open_counts = write_batch_pipelined(records)
+            else:
+                with transaction.atomic():
+                    touched = apply_batch(records)
+        except (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
             logger.warning("accounting database unavailable (%s); spooling %d records", exc, len(records))
             self._db_down()
             self._spool(records)
             self._finish(batch, True)
             return
-        except DatabaseError:
+        except (DatabaseError, psycopg.Error):
             # Not an outage but a record the database refuses: write the others one
             # by one and keep the refused ones on disk for a person to look at.
             logger.exception("accounting batch of %d records failed; retrying them one by one", len(records))
             with contextlib.suppress(Exception):
                 connection.close()
             touched = self._write_one_by_one(records)
+            open_counts = None
         self.db_ok = True
         if self.metrics is not None and records:
             self.metrics.inc("acct_commits")
             self.metrics.inc("acct_records", len(records))
             self.metrics.observe("acct_commit_seconds", time.perf_counter() - started)
-        self._after_commit(touched)
+        self._after_commit(touched, open_counts)
         self._finish(batch, True)
 
     def _write_one_by_one(self, records: list[AcctRecord]) -> set[int]:
@@ -418,10 +533,12 @@ class AccountingWriter:
                 self.metrics.inc("acct_refused", len(refused))
         return touched
 
-    def _after_commit(self, touched: set[int]) -> None:
+    def _after_commit(self, touched: set[int], open_counts: dict[int, int] | None = None) -> None:
+        """Before the replies go out: the snapshot learns the new open-session counts
+        (read in the commit's round trip when ``open_counts`` is given) and usage."""
         if touched and self.on_commit is not None:
             try:
-                self.on_commit(touched)
+                self.on_commit(touched, open_counts)
             except Exception:
                 logger.warning("after-commit usage refresh failed", exc_info=True)
 

@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from django.conf import settings
 from django.db import connections
 
 from .accounting import AccountingWriter
+from .authlog import AuthLogWriter
 from .metrics import Metrics, StatsFileWriter, serve_metrics
 from .server import RadiusServer
 from .snapshot import Snapshot, publish_usage
@@ -43,7 +45,7 @@ class WorkerOptions:
     acct_port: int = 1813
     index: int = 0
     reject_delay: float = 1.0
-    dedup_ttl: float = 30.0
+    dedup_ttl: float = 10.0
     auth_log: str = "all"
     batch_max: int = 1000
     state_dir: Path = field(default_factory=var_dir)
@@ -56,7 +58,7 @@ class WorkerOptions:
             "auth_port": setting("RADIUS_AUTH_PORT", 1812),
             "acct_port": setting("RADIUS_ACCT_PORT", 1813),
             "reject_delay": setting("RADIUS_REJECT_DELAY", 1.0),
-            "dedup_ttl": setting("RADIUS_DEDUP_TTL", 30.0),
+            "dedup_ttl": setting("RADIUS_DEDUP_TTL", 10.0),
             "auth_log": setting("RADIUS_AUTH_LOG", "all"),
             "batch_max": setting("RADIUS_BATCH_MAX", 1000),
         }
@@ -78,19 +80,21 @@ class Worker:
             batch_max=options.batch_max,
             metrics=self.metrics,
         )
+        self.auth_log = AuthLogWriter(max_buffer=setting("RADIUS_AUTH_LOG_BUFFER", 50_000), metrics=self.metrics)
         self.stats = StatsFileWriter(self.metrics, state / "stats" / f"worker-{options.index}.json")
         self.server = RadiusServer(
             self.snapshot, self.writer, self.metrics, reject_delay=options.reject_delay,
-            dedup_ttl=options.dedup_ttl, auth_log=options.auth_log, dedup_max=setting("RADIUS_DEDUP_MAX", 500_000),
+            dedup_ttl=options.dedup_ttl, auth_log=options.auth_log, dedup_max=setting("RADIUS_DEDUP_MAX", 200_000),
+            auth_log_writer=self.auth_log if options.auth_log != "none" else None,
         )
         self.sync = sync
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ready = threading.Event()
         self._stopped: asyncio.Event | None = None
 
-    def _on_commit(self, customer_ids: set[int]) -> None:
+    def _on_commit(self, customer_ids: set[int], open_counts: dict[int, int] | None = None) -> None:
         ids = sorted(customer_ids)
-        self.snapshot.refresh_usage(ids)
+        self.snapshot.refresh_usage(ids, open_counts)
         publish_usage(ids)
 
     def prepare(self) -> None:
@@ -106,6 +110,7 @@ class Worker:
                 logger.exception("cannot load the RADIUS snapshot; retrying in 2 s")
                 time.sleep(2)
         self.writer.start()
+        self.auth_log.start()
         self.stats.start()
 
     async def serve(self) -> None:
@@ -119,6 +124,7 @@ class Worker:
         await self._stopped.wait()
         # answer what is queued before the loop goes away: flush, then let the replies out
         await self.loop.run_in_executor(None, self.writer.stop)
+        await self.loop.run_in_executor(None, self.auth_log.stop)
         await asyncio.sleep(0.05)
         self.server.close()
 
@@ -128,11 +134,16 @@ class Worker:
 
     def shutdown(self) -> None:
         self.writer.stop()
+        self.auth_log.stop()
         self.snapshot.stop_sync()
         self.stats.stop()
         connections.close_all()
 
     def run(self) -> None:
+        # The writer threads (accounting, auth log, snapshot) run Python too; a thread
+        # waiting for the GIL gets it after this interval (CPython's default: 5 ms), so
+        # the event loop thread is never held up longer than this by them.
+        sys.setswitchinterval(setting("RADIUS_GIL_SWITCH_INTERVAL", 0.0005))
         self.prepare()
         loop = asyncio.new_event_loop()
         try:

@@ -3,9 +3,13 @@
 Per datagram, on the event loop thread, without a database round trip:
 
 1. the source address picks the NAS from the snapshot (unknown: drop);
-2. a retransmission (same source, identifier, authenticator within
-   ``dedup_ttl`` seconds) gets the cached reply, or nothing while the first
-   copy is still being answered;
+2. a retransmission (same source address and port, identifier and
+   authenticator, RFC 5080 section 2.2.2) gets the cached reply, or nothing
+   while the first copy is still being answered. The cache is two
+   generations of compact ``bytes -> reply`` dicts rotated every
+   ``dedup_ttl`` seconds, so an entry lives between one and two
+   ``dedup_ttl`` (the NAS retransmit window); at most ``dedup_max`` entries
+   are kept (a flood rotates early);
 3. one decode (:mod:`radius.packet`); malformed: drop;
 4. Message-Authenticator checked when present, required when the NAS is
    marked so (and for Status-Server); Accounting-Request authenticators
@@ -22,21 +26,18 @@ first attribute (BlastRADIUS hardening).
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
 import hmac
 import logging
 import socket
 import struct
 import time
-from datetime import UTC, datetime
 
 from . import crypto
 from .accounting import STATUS_TYPES, AccountingWriter, AcctRecord, session_unique_id
 from .auth import REPLY_MESSAGE, decide, reject_attributes
 from .dictionary import counter64
 from .metrics import Metrics
-from .models import AuthLog
 from .packet import PacketError, decode, encode_attributes, request_message_authenticator_ok
 from .snapshot import Snapshot
 
@@ -46,6 +47,7 @@ PROXY_STATE = 33
 MESSAGE_AUTHENTICATOR = 80
 EAP_MESSAGE = 79
 _ZERO16 = bytes(16)
+_MISSING = object()
 _HEAD = struct.Struct("!BBH")
 
 # Accounting attribute numbers
@@ -106,12 +108,15 @@ class RadiusServer:
         metrics: Metrics | None = None,
         *,
         reject_delay: float = 1.0,
-        dedup_ttl: float = 30.0,
+        dedup_ttl: float = 10.0,
         auth_log: str = "all",
-        dedup_max: int = 500_000,
+        dedup_max: int = 200_000,
+        auth_log_writer=None,
     ) -> None:
         self.snapshot = snapshot
         self.writer = writer
+        #: :class:`radius.authlog.AuthLogWriter` (None: decisions are not logged)
+        self.auth_log_writer = auth_log_writer
         self.metrics = metrics or Metrics()
         self.reject_delay = reject_delay
         self.dedup_ttl = dedup_ttl
@@ -120,9 +125,10 @@ class RadiusServer:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.transports: list[asyncio.DatagramTransport] = []
         self.ports: dict[str, int] = {}
-        # dedup: key -> reply bytes (None while being answered); expiry order in _dedup_order
-        self._dedup: dict[tuple, bytes | None] = {}
-        self._dedup_order: collections.deque = collections.deque()
+        # duplicate cache, two generations: key -> reply bytes (None while being answered)
+        self._dedup: dict[bytes, bytes | None] = {}
+        self._dedup_old: dict[bytes, bytes | None] = {}
+        self._dedup_rotated = time.monotonic()
         self._sweeper: asyncio.TimerHandle | None = None
 
     # -- sockets ---------------------------------------------------------
@@ -158,12 +164,17 @@ class RadiusServer:
             transport.close()
         self.transports.clear()
 
+    def _rotate(self) -> None:
+        self._dedup_old = self._dedup
+        self._dedup = {}
+        self._dedup_rotated = time.monotonic()
+
+    def dedup_size(self) -> int:
+        return len(self._dedup) + len(self._dedup_old)
+
     def _sweep(self) -> None:
-        now = time.monotonic()
-        order = self._dedup_order
-        while order and order[0][0] <= now:
-            _, key = order.popleft()
-            self._dedup.pop(key, None)
+        if time.monotonic() - self._dedup_rotated >= self.dedup_ttl:
+            self._rotate()
         assert self.loop is not None
         self._sweeper = self.loop.call_later(1.0, self._sweep)
 
@@ -180,9 +191,12 @@ class RadiusServer:
         if len(data) < 20:
             metrics.inc("drops{malformed}")
             return
-        key = (addr, data[1], data[4:20])
-        if key in self._dedup:
-            cached = self._dedup[key]
+        # compact key: authenticator, identifier, source port and address
+        key = data[4:20] + data[1:2] + addr[1].to_bytes(2, "big") + addr[0].encode()
+        cached = self._dedup.get(key, _MISSING)
+        if cached is _MISSING:
+            cached = self._dedup_old.get(key, _MISSING)
+        if cached is not _MISSING:
             metrics.inc("duplicates")
             if cached is not None:
                 transport.sendto(cached, addr)
@@ -225,16 +239,17 @@ class RadiusServer:
             metrics.inc("drops{unexpected_code}")
 
     def _remember(self, key) -> None:
-        self._dedup[key] = None
-        order = self._dedup_order
-        order.append((time.monotonic() + self.dedup_ttl, key))
-        if len(order) > self.dedup_max:  # bound memory under a flood: forget the oldest early
-            _, old = order.popleft()
-            self._dedup.pop(old, None)
+        dedup = self._dedup
+        if len(dedup) * 2 >= self.dedup_max:  # bound memory under a flood: rotate early
+            self._rotate()
+            dedup = self._dedup
+        dedup[key] = None
 
     def _send(self, transport, addr, key, reply: bytes) -> None:
         if key in self._dedup:
             self._dedup[key] = reply
+        elif key in self._dedup_old:
+            self._dedup_old[key] = reply
         try:
             transport.sendto(reply, addr)
         except OSError:
@@ -275,13 +290,10 @@ class RadiusServer:
             metrics.inc(f"rejects{{{decision.reason}}}")
         body = encode_attributes(attrs) + self._proxy_state(request)
         reply = build_reply(code, request.ident, request.authenticator, nas.secret, body, message_authenticator=True)
-        if self.writer is not None and (self.auth_log == "all" or (self.auth_log == "rejects" and not decision.accepted)):
-            calling = request.text(31) or ""
-            self.writer.log_auth(AuthLog(
-                tenant_id=nas.tenant_id, nas_ip_address=nas.ip_address, username=username.replace("\x00", "")[:253],
-                customer_id=customer.id if customer else None, accepted=decision.accepted, reason=decision.reason,
-                method=decision.method, calling_station_id=calling[:64], created_at=datetime.fromtimestamp(now, tz=UTC),
-            ))
+        log = self.auth_log_writer
+        if log is not None and (self.auth_log == "all" or (self.auth_log == "rejects" and not decision.accepted)):
+            log.log((nas.tenant_id, nas.ip_address, username, customer.id if customer else None,
+                     decision.accepted, decision.reason, decision.method, request.text(31) or "", now))
         if decision.accepted or self.reject_delay <= 0:
             self._send(transport, addr, key, reply)
         else:

@@ -21,14 +21,16 @@ counters), so the event loop thread can read them without locks.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -85,8 +87,8 @@ class CustomerEntry:
     time_quota_seconds: int | None
     period_start: datetime | None
     expires_at: datetime | None = None
-    #: Extra reply attributes from IPAM: list of (dictionary name, value).
-    addresses: list = field(default_factory=list)
+    #: Extra reply attributes from IPAM: (dictionary name, value) pairs (shared empty tuple by default).
+    addresses: list | tuple = ()
     open_sessions: int = 0
     used_bytes: int = 0
     used_seconds: int = 0
@@ -105,6 +107,10 @@ class CustomerEntry:
 
             self._nt_hash = crypto.nt_password_hash(self.password)
         return self._nt_hash
+
+
+def _token_key(token: str) -> bytes:
+    return hashlib.blake2b(token.encode(), digest_size=16).digest()
 
 
 _clients: dict = {}
@@ -256,7 +262,7 @@ class Snapshot:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._load_lock = threading.Lock()
-        self._decrypted: dict[str, str] = {}
+        self._decrypted: dict[bytes, str] = {}
         #: Set once the Redis listener is subscribed.
         self.subscribed = threading.Event()
 
@@ -351,9 +357,21 @@ class Snapshot:
             self.customers, self.by_id = customers, by_id
             self.generation += 1
 
-    def refresh_usage(self, customer_ids: list[int]) -> None:
-        """Reload open-session counts and quota usage of some customers (2 queries)."""
+    def refresh_usage(self, customer_ids: list[int], open_counts: dict[int, int] | None = None) -> None:
+        """Reload open-session counts and quota usage of some customers (2 queries).
+
+        ``open_counts`` (customer id -> open sessions, read by the caller after its
+        commit) sets the counts without a query; only customers with a quota are
+        then reloaded (their usage)."""
         entries = [self.by_id[c] for c in customer_ids if c in self.by_id]
+        if open_counts is not None:
+            quota = []
+            for e in entries:
+                if e.data_quota_bytes or e.time_quota_seconds:
+                    quota.append(e)
+                elif e.id in open_counts:
+                    e.open_sessions = open_counts[e.id]
+            entries = quota
         if entries:
             self._apply_usage(entries)
 
@@ -371,12 +389,15 @@ class Snapshot:
 
     def _plain(self, token: str | None) -> str:
         """Decrypt a stored password token, remembering the result: a tenant reload
-        then decrypts only what changed (Fernet is most of a reload's cost)."""
+        then decrypts only what changed (Fernet is most of a reload's cost). The
+        memo is keyed by a 16-octet digest of the token, not the ~140-character
+        token itself (14 MB less for 100,000 customers)."""
         if not token:
             return ""
-        plain = self._decrypted.get(token)
+        digest = _token_key(token)
+        plain = self._decrypted.get(digest)
         if plain is None:
-            plain = self._decrypted[token] = decrypt(token)
+            plain = self._decrypted[digest] = decrypt(token)
         return plain
 
     def _load_customers(self, where: Q, tenant_ids: list[int] | None = None) -> tuple[dict, dict]:
@@ -386,27 +407,31 @@ class Snapshot:
 
         customers: dict[tuple[int, str], CustomerEntry] = {}
         by_id: dict[int, CustomerEntry] = {}
-        rows = list(
-            Customer.objects.filter(where)
-            .annotate(password_token=Cast("password", output_field=TextField()))
+        customers_qs = Customer.objects.filter(where)
+        package_ids = set(customers_qs.exclude(package_id=None).values_list("package_id", flat=True).distinct())
+        packages = _package_terms(package_ids)
+        # streamed in chunks (a server-side cursor), so the rows of 100,000 customers and
+        # their strings never exist all at once next to the entries made from them
+        rows = (
+            customers_qs.annotate(password_token=Cast("password", output_field=TextField()))
             .values_list(
                 "id", "tenant_id", "username", "password_token", "customer_type", "status", "expires_at",
                 "simultaneous_use", "mac_address", "static_ip", "package_id",
             )
+            .iterator(chunk_size=5000)
         )
-        package_ids = {row[10] for row in rows if row[10] is not None}
-        packages = _package_terms(package_ids)
-        seen_tokens: set[str] = set()
+        seen_tokens: set[bytes] = set()
+        intern = sys.intern  # a handful of distinct values: one string object each
         for cid, tenant_id, username, token, ctype, status, expires_at, simultaneous, mac, static_ip, pid in rows:
             if token:
-                seen_tokens.add(token)
+                seen_tokens.add(_token_key(token))
             entry = CustomerEntry(
                 id=cid,
                 tenant_id=tenant_id,
                 username=username,
                 password=self._plain(token),
-                customer_type=ctype,
-                status=status,
+                customer_type=intern(ctype),
+                status=intern(status),
                 expires_ts=None,
                 simultaneous_use=simultaneous,
                 mac_address=(mac or "").upper(),

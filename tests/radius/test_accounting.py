@@ -85,6 +85,18 @@ def test_start_interim_stop(acct, world):
     assert (usage.input_octets, usage.output_octets, usage.session_time) == (6 * GB, 2 * GB, 600)
 
 
+def test_interim_fills_in_the_address_and_interval_of_an_existing_session(acct, world):
+    """The UPDATE path for existing sessions (text sent as binary arrays, numbers and times
+    as array literals): an address first reported in an interim, NULL stopped_at kept."""
+    send(acct, "start", username="alice", session_id="addr-later")
+    assert session(world, "addr-later").framed_ip_address is None
+    send(acct, "interim", username="alice", session_id="addr-later", input_octets=3 * GB + 1, output_octets=2,
+         session_time=90, extra=[("Framed-IP-Address", "10.1.2.3"), ("Acct-Interim-Interval", 120)])
+    s = session(world, "addr-later")
+    assert (s.framed_ip_address, s.interim_interval, s.input_octets, s.session_time) == ("10.1.2.3", 120, 3 * GB + 1, 90)
+    assert s.stopped_at is None and s.terminate_cause == "" and s.updated_at >= s.started_at
+
+
 def test_duplicate_stop_and_late_interim_change_nothing(acct, world):
     send(acct, "start", username="alice", session_id="s2")
     send(acct, "stop", username="alice", session_id="s2", input_octets=1000, output_octets=2000, session_time=60)
@@ -184,15 +196,18 @@ def test_reply_only_after_commit(acct, world):
 def test_database_down_spools_then_replays(acct, server, world, monkeypatch, tmp_path):
     import radius.accounting as accounting
 
-    real = accounting.apply_batch
     down = {"on": True}
 
-    def flaky(records):
-        if down["on"]:
-            raise OperationalError("server closed the connection unexpectedly")
-        return real(records)
+    def flaky(real):
+        def write(records):
+            if down["on"]:
+                raise OperationalError("server closed the connection unexpectedly")
+            return real(records)
+        return write
 
-    monkeypatch.setattr(accounting, "apply_batch", flaky)
+    # both paths: the pipelined batch write and the one used for replays
+    monkeypatch.setattr(accounting, "apply_batch", flaky(accounting.apply_batch))
+    monkeypatch.setattr(accounting, "write_batch_pipelined", flaky(accounting.write_batch_pipelined))
     send(acct, "start", username="alice", session_id="sp1")
     send(acct, "interim", username="alice", session_id="sp1", input_octets=10, output_octets=20, session_time=60)
     spool = tmp_path / "spool-0.jsonl"
@@ -278,14 +293,15 @@ def test_record_refused_by_the_database_does_not_block_the_batch(acct, world, mo
 
     import radius.accounting as accounting
 
-    real = accounting.apply_batch
+    def picky(real):
+        def write(records):
+            if any(r.username == "burst" for r in records):
+                raise DataError("value refused")
+            return real(records)
+        return write
 
-    def picky(records):
-        if any(r.username == "burst" for r in records):
-            raise DataError("value refused")
-        return real(records)
-
-    monkeypatch.setattr(accounting, "apply_batch", picky)
+    monkeypatch.setattr(accounting, "apply_batch", picky(accounting.apply_batch))
+    monkeypatch.setattr(accounting, "write_batch_pipelined", picky(accounting.write_batch_pipelined))
     raws = [accounting_request(SECRET, "start", username=user, session_id=f"r-{user}") for user in ("alice", "burst")]
     for raw in raws:
         acct.send(raw)
@@ -294,6 +310,44 @@ def test_record_refused_by_the_database_does_not_block_the_batch(acct, world, mo
     assert not AccountingSession.objects.filter(username="burst").exists()
     refused = (tmp_path / "spool-0.refused.jsonl").read_text().splitlines()
     assert len(refused) == 1 and '"burst"' in refused[0]
+
+
+def test_value_out_of_range_refused_by_postgresql_alone(acct, world, tmp_path):
+    """A real refusal (Acct-Interim-Interval beyond PostgreSQL's integer) in a pipelined
+    batch: the batch is rolled back, the good record written on its own, both answered."""
+    raws = [
+        accounting_request(SECRET, "start", username="alice", session_id="fine"),
+        accounting_request(SECRET, "start", username="burst", session_id="huge", extra=[("Acct-Interim-Interval", 3_000_000_000)]),
+    ]
+    for raw in raws:
+        acct.send(raw)
+    assert acct.recv(3) is not None and acct.recv(3) is not None
+    assert session(world, "fine").stopped_at is None
+    assert not AccountingSession.objects.filter(acct_session_id="huge").exists()
+    refused = (tmp_path / "spool-0.refused.jsonl").read_text().splitlines()
+    assert len(refused) == 1 and '"huge"' in refused[0]
+    # the writer's connection is usable afterwards
+    send(acct, "interim", username="alice", session_id="fine", input_octets=5, output_octets=6, session_time=60)
+    assert (session(world, "fine").input_octets, session(world, "fine").output_octets) == (5, 6)
+
+
+def test_session_table_has_no_index_an_interim_changes(world):
+    """Interim-Updates stay heap-only (HOT) updates: no index, and no partial-index
+    predicate besides stopped_at, covers a column an interim changes."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "radius_accountingsession")
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'radius_accountingsession'")
+        options = cursor.fetchone()[0]
+    indexed = {col for c in constraints.values() if c["index"] or c["unique"] for col in c["columns"]}
+    changed_by_interim = {"updated_at", "session_time", "input_octets", "output_octets", "input_packets",
+                          "output_packets", "framed_ip_address", "interim_interval"}
+    assert not indexed & changed_by_interim
+    assert "fillfactor=85" in options
+    # and no redundant single-column twins of composite indexes
+    singles = [c["columns"] for c in constraints.values() if c["index"] and len(c["columns"]) == 1]
+    assert ["tenant_id"] not in singles
 
 
 def test_nul_characters_are_dropped(acct, world):

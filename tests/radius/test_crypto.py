@@ -129,6 +129,64 @@ def test_rfc2759_challenge_hash_and_nt_response():
     assert crypto.generate_nt_response(AUTH_CHALLENGE, PEER_CHALLENGE, USER, PASSWORD) == NT_RESPONSE
 
 
+@pytest.mark.parametrize("implementation", ["libcrypto", "pycryptodome"])
+def test_rfc2759_nt_response_with_each_des_implementation(implementation, monkeypatch):
+    if implementation == "libcrypto" and crypto._LIBCRYPTO_DES is None:
+        pytest.skip("no system libcrypto with DES_ecb_encrypt")
+    monkeypatch.setattr(crypto, "des_ecb_encrypt", getattr(crypto, f"_des_ecb_{implementation}"))
+    assert crypto.challenge_response(CHALLENGE, PASSWORD_HASH) == NT_RESPONSE
+    response = crypto.mschapv2_build_response(USER, PASSWORD, AUTH_CHALLENGE, peer_challenge=PEER_CHALLENGE)
+    assert response[26:] == NT_RESPONSE
+    assert crypto.mschapv2_verify(USER, PASSWORD, AUTH_CHALLENGE, response) is True
+
+
+def test_des_implementations_agree_with_pycryptodome_on_random_keys():
+    import secrets
+
+    from Crypto.Cipher import DES
+
+    if crypto._LIBCRYPTO_DES is None:
+        pytest.skip("no system libcrypto with DES_ecb_encrypt")
+    for _ in range(200):
+        key7, block = secrets.token_bytes(7), secrets.token_bytes(8)
+        key8 = crypto._des_key(key7)
+        expected = DES.new(key8, DES.MODE_ECB).encrypt(block)
+        assert crypto._des_ecb_libcrypto(key8, block) == expected
+        assert crypto._des_ecb_pycryptodome(key8, block) == expected
+
+
+@pytest.mark.parametrize("implementation", ["libcrypto", "pycryptodome"])
+def test_rfc2759_password_hashes_with_each_md4_implementation(implementation, monkeypatch):
+    if implementation == "libcrypto" and crypto._LIBCRYPTO is None:
+        pytest.skip("no system libcrypto with MD4")
+    monkeypatch.setattr(crypto, "_md4", getattr(crypto, f"_md4_{implementation}"))
+    assert crypto.nt_password_hash(PASSWORD) == PASSWORD_HASH
+    assert crypto.hash_nt_password_hash(PASSWORD_HASH) == PASSWORD_HASH_HASH
+
+
+def test_md4_implementations_agree():
+    import secrets
+
+    if crypto._LIBCRYPTO is None:
+        pytest.skip("no system libcrypto with MD4")
+    # RFC 1320 appendix A.5
+    assert crypto._md4_libcrypto(b"").hex() == "31d6cfe0d16ae931b73c59d7e0c089c0"
+    assert crypto._md4_libcrypto(b"abc").hex() == "a448017aaf21d8525fc10ae87aa6729d"
+    for length in (0, 1, 16, 55, 56, 64, 200, 1000):
+        data = secrets.token_bytes(length)
+        assert crypto._md4_libcrypto(data) == crypto._md4_pycryptodome(data)
+
+
+def test_des_key_has_odd_parity_and_the_56_key_bits():
+    key8 = crypto._des_key(bytes.fromhex("FFFFFFFFFFFFFF"))
+    assert key8 == bytes.fromhex("FEFEFEFEFEFEFEFE")
+    assert crypto._des_key(bytes(7)) == bytes.fromhex("0101010101010101")
+    key8 = crypto._des_key(bytes.fromhex("44EBBA8D5312B8"))
+    assert all(bin(b).count("1") % 2 == 1 for b in key8)
+    bits = "".join(f"{b >> 1:07b}" for b in key8)
+    assert int(bits, 2) == int.from_bytes(bytes.fromhex("44EBBA8D5312B8"), "big")
+
+
 def test_rfc2759_authenticator_response():
     response = crypto.generate_authenticator_response(PASSWORD_HASH, NT_RESPONSE, PEER_CHALLENGE, AUTH_CHALLENGE, USER)
     assert response == AUTHENTICATOR_RESPONSE

@@ -121,6 +121,24 @@ def test_snapshot_contents(world):
     assert snap.customer(world["tenant"].id, "nobody") is None
 
 
+def test_snapshot_is_compact(world):
+    """Memory: the password memo is keyed by 16-octet digests, not the encrypted tokens;
+    repeated short strings are one object; entries without IPAM addresses share one
+    empty tuple."""
+    snap = Snapshot()
+    snap.load_all()
+    assert snap._decrypted and all(isinstance(k, bytes) and len(k) == 16 for k in snap._decrypted)
+    assert PASSWORD in snap._decrypted.values()
+    entries = [e for e in snap.by_id.values() if e.status == "active"]
+    assert len(entries) >= 2
+    assert all(e.status is entries[0].status for e in entries)
+    assert all(type(e.addresses) is tuple for e in snap.by_id.values() if not e.addresses)
+    # a password change: the reload decrypts the new token
+    subscribers.update_customer(world["alice"], actor=world["super"], password="N3w-pass-2026")
+    snap.reload_customers([world["alice"].id])
+    assert snap.customer(world["tenant"].id, "alice").password == "N3w-pass-2026"
+
+
 def test_serves_from_snapshot_when_database_unreachable(server, monkeypatch):
     """Break every new query: authentication keeps answering from memory."""
     from django.db.backends.utils import CursorWrapper
