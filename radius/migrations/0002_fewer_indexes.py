@@ -4,6 +4,16 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+def _fillfactor(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("ALTER TABLE radius_accountingsession SET (fillfactor = 85)")
+
+
+def _reset_fillfactor(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("ALTER TABLE radius_accountingsession RESET (fillfactor)")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -44,9 +54,7 @@ class Migration(migrations.Migration):
             model_name='accountingsession',
             constraint=models.UniqueConstraint(fields=('unique_id',), name='radius_session_unique_id'),
         ),
-        # room on every page for heap-only (HOT) Interim-Updates (a PostgreSQL storage parameter)
-        migrations.RunSQL(
-            "ALTER TABLE radius_accountingsession SET (fillfactor = 85)",
-            "ALTER TABLE radius_accountingsession RESET (fillfactor)",
-        ),
+        # room on every page for heap-only (HOT) Interim-Updates (a PostgreSQL storage parameter;
+        # nothing to do on the first-run SQLite database)
+        migrations.RunPython(_fillfactor, _reset_fillfactor),
 ]
