@@ -84,6 +84,12 @@ def env_database(name: str, default: str) -> dict:
     if engine.endswith("sqlite3"):
         config["CONN_MAX_AGE"] = 0
         config["CONN_HEALTH_CHECKS"] = False
-        # Wait for a writer instead of failing at once: web, worker and beat share the file.
-        config.setdefault("OPTIONS", {})["timeout"] = 20
+        # Web, worker, beat and the RADIUS server share the file. Wait for a writer instead of
+        # failing at once (timeout), take the write lock when a transaction begins (IMMEDIATE:
+        # a read transaction that later writes would otherwise fail with "database is locked"
+        # without waiting), and let readers go on while one process writes (WAL).
+        options = config.setdefault("OPTIONS", {})
+        options["timeout"] = 20
+        options["transaction_mode"] = "IMMEDIATE"
+        options["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
     return config

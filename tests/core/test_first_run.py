@@ -20,3 +20,34 @@ def test_every_migration_applies_to_the_first_run_sqlite_database(tmp_path):
     pending = subprocess.run([sys.executable, "manage.py", "migrate", "--check"], cwd=BASE, env=env,
                              capture_output=True, text=True, timeout=120)
     assert pending.returncode == 0, pending.stdout + pending.stderr
+
+
+WRITER = """
+import django
+django.setup()
+from django.db import transaction
+from ispcore.core.models import AuditEvent
+for i in range(150):
+    with transaction.atomic():
+        n = AuditEvent.objects.count()          # a read first...
+        AuditEvent.objects.create(action="first-run.check", object_type="t", object_id=str(n))  # ...then a write
+print("ok")
+"""
+
+
+def test_processes_sharing_the_sqlite_file_wait_instead_of_failing(tmp_path):
+    """Web, worker, beat and radiusd share the first-run database: a transaction that reads and
+    then writes must wait for the other writer, not fail with 'database is locked'."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY", "ENCRYPTION_KEY"}}
+    env.update({"DEBUG": "true", "ISP_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "ispcore.settings"})
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE, env=env, check=True,
+                   capture_output=True, timeout=300)
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER], cwd=BASE, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [w.communicate(timeout=240) for w in writers]
+    for (out, err), writer in zip(results, writers, strict=True):
+        assert writer.returncode == 0 and out.strip() == "ok", err[-2000:]
+    count = subprocess.run([sys.executable, "-c", "import django; django.setup(); from ispcore.core.models import "
+                            "AuditEvent; print(AuditEvent.objects.filter(action='first-run.check').count())"],
+                           cwd=BASE, env=env, capture_output=True, text=True, timeout=60)
+    assert count.stdout.strip() == "450"
