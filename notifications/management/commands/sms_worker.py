@@ -24,3 +24,4 @@ class Command(BaseCommand):
             signal.signal(sig, lambda *_: stopping.append(True))
         sender = Sender(batch_size=batch_size, name=name)
         sender.run(stop=lambda: bool(stopping), max_seconds=max_seconds, threads=threads)
+        self.stdout.write(f"sms_worker {sender.name}: {sender.timing_summary()}")
