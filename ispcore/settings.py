@@ -198,7 +198,7 @@ CELERY_BEAT_SCHEDULE = {
 SMS_CLAIM_LEASE_SECONDS = env_int("SMS_CLAIM_LEASE_SECONDS", 120)
 SMS_SUBMITTING_RESEND_AFTER = env_int("SMS_SUBMITTING_RESEND_AFTER", 3600)
 SMS_DISPATCH_SECONDS = env_int("SMS_DISPATCH_SECONDS", 50)
-SMS_RECEIPT_ASYNC_COMMIT = env_bool("SMS_RECEIPT_ASYNC_COMMIT", True)  # see notifications.reports.store_receipt
+SMS_RECEIPT_ASYNC_COMMIT = env_bool("SMS_RECEIPT_ASYNC_COMMIT", False)  # durable receipts; see notifications.reports.ReceiptWriter
 SMS_DLR_MATCH_DAYS = env_int("SMS_DLR_MATCH_DAYS", 3)  # receipts match parts submitted this recently (ids recycle)
 SMS_DISPATCH_ON_COMMIT = env_bool("SMS_DISPATCH_ON_COMMIT", True)  # kick a dispatch task when a send commits
 

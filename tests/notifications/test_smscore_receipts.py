@@ -1,0 +1,176 @@
+"""Receipts by group commit: stored in batches on the writer thread, acknowledged to the
+SMSC only after their batch committed (durably by default), the I/O thread never waiting
+for the database; and the send path's statement count does not grow with the batch."""
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from notifications import reports
+from notifications.campaigns import create_campaign, start_campaign
+from notifications.models import DeliveryReport, Message, MessagePart
+from notifications.smpp import Outcome, SubmitResult
+from notifications.worker import build_route_providers, claim, record_results
+from tests.notifications.smscore_support import make_super, make_tenant
+from tests.peers.smsc import SMSCSimulator
+
+ESME_RX_T_APPN = 0x64
+M = Message.State
+P = MessagePart.State
+
+
+def _wait(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def _other_connection() -> psycopg.Connection:
+    s = connection.settings_dict
+    return psycopg.connect(host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"],
+                           dbname=s["NAME"], password=s.get("PASSWORD") or None)
+
+
+def _lock_receipts(other: psycopg.Connection) -> None:
+    """Make every INSERT into the receipts table wait (until ``other`` rolls back)."""
+    other.execute(f"LOCK TABLE {DeliveryReport._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
+
+
+def _started_provider(route):
+    provider = build_route_providers([route])[route.name]
+    provider.start()
+    return provider
+
+
+@pytest.mark.django_db(transaction=True)
+def test_receipts_are_acknowledged_only_after_their_batch_commits_and_the_io_thread_keeps_reading():
+    su = make_super()
+    with SMSCSimulator("ispsms", "secret") as sim:
+        tenant, route = make_tenant(su, "isp-gc", port=sim.port)
+        provider = _started_provider(route)
+        writer = reports.receipt_writer()
+        batches0, stored0 = writer.batches, writer.stored
+        other = _other_connection()
+        try:
+            _lock_receipts(other)
+            for i in range(6):
+                sim.send_receipt(f"gc{i}", source=f"88017110000{i:02d}")
+            assert _wait(lambda: provider.client.counters["receipts"] == 6)
+            # while the receipts wait for the database, nothing is acknowledged ...
+            time.sleep(0.3)
+            assert sim.deliver_resps == []
+            assert DeliveryReport.objects.count() == 0
+            # ... and the I/O thread still reads: a submit gets its response meanwhile
+            futures = provider.submit("8801711000099", "DhakaFiber", "hello", ref=1, timeout=5)
+            result = futures[0].result(timeout=5)
+            assert result.outcome is Outcome.ACCEPTED
+            other.rollback()
+            assert _wait(lambda: len(sim.deliver_resps) == 6)
+        finally:
+            other.close()
+            provider.stop()
+            writer.stop()
+        assert {status for _, status in sim.deliver_resps} == {0}
+        assert sorted(DeliveryReport.objects.values_list("message_id", flat=True)) == [f"gc{i}" for i in range(6)]
+        assert writer.stored - stored0 == 6
+        # the first INSERT waited on the lock; the five behind it went in one statement
+        assert writer.batches - batches0 <= 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_batch_is_answered_with_an_error_and_the_smsc_redelivers_it():
+    su = make_super()
+    with SMSCSimulator("ispsms", "secret", redeliver=True, redeliver_delay=0.2) as sim:
+        tenant, route = make_tenant(su, "isp-gcfail", port=sim.port)
+        provider = _started_provider(route)
+        writer = reports.receipt_writer()
+        other = _other_connection()
+        try:
+            _lock_receipts(other)
+            for i in range(3):
+                sim.send_receipt(f"rd{i}", source=f"88017120000{i:02d}")
+
+            def writer_pid():
+                other.execute("SELECT pg_stat_clear_snapshot()")  # a fresh view inside the locking transaction
+                row = other.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                    [f"INSERT INTO {DeliveryReport._meta.db_table}%"]).fetchone()
+                return row[0] if row else None
+
+            assert _wait(lambda: writer_pid() is not None)
+            other.execute("SELECT pg_terminate_backend(%s)", [writer_pid()])  # the database "fails"
+            assert _wait(lambda: any(status == ESME_RX_T_APPN for _, status in sim.deliver_resps))
+            other.rollback()
+            assert _wait(lambda: DeliveryReport.objects.count() == 3 and sim.counters["redelivered"] >= 1)
+            assert _wait(lambda: sum(1 for _, status in sim.deliver_resps if status == 0) == 3)
+        finally:
+            other.close()
+            provider.stop()
+            writer.stop()
+        # nothing lost, nothing stored twice
+        assert sorted(DeliveryReport.objects.values_list("message_id", flat=True)) == ["rd0", "rd1", "rd2"]
+        assert provider.client.counters["receipts_not_stored"] >= 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_receipts_are_durable_by_default(settings):
+    from types import SimpleNamespace
+
+    receipt = SimpleNamespace(message_id="d1", message_key="d1", stat="DELIVRD", err="000", message_state=2,
+                              source_addr="8801711000001", done_date=None, received_at=timezone.now(), raw="")
+    assert reports.store_receipts([("p", receipt)]) == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+    settings.SMS_RECEIPT_ASYNC_COMMIT = True  # the documented opt-out
+    reports.store_receipts([("p", receipt)])
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "off"
+    assert DeliveryReport.objects.filter(message_id="d1").count() == 2
+
+
+def _claimed_and_accepted(tenant, su, n: int, tag: str):
+    numbers = [f"017{tag}{i:07d}" for i in range(n)]
+    start_campaign(create_campaign(tenant=tenant, actor=su, name=tag, body="নোটিশ: bill due",
+                                   audience={"kind": "numbers", "numbers": numbers}, promotional=False), actor=su)
+    batch = claim(f"w{tag}", n)
+    assert len(batch) == n
+    return f"w{tag}", {m.pk: ("sim-isp-stmts", [SubmitResult(m.pk, 0, 1, Outcome.ACCEPTED, 1, 0, f"{tag}-{m.pk}",
+                                                              f"{tag}-{m.pk}")], "") for m in batch}
+
+
+@pytest.mark.django_db
+def test_recording_and_matching_take_the_same_statements_for_10_or_120_messages(settings):
+    settings.SMS_DISPATCH_ON_COMMIT = False
+    su = make_super()
+    tenant, route = make_tenant(su, "isp-stmts", route_name="sim-isp-stmts", credit_amount="5000")
+    statements = {}
+    for n, tag in ((10, "1"), (120, "2")):
+        worker, results = _claimed_and_accepted(tenant, su, n, tag)
+        with CaptureQueriesContext(connection) as recorded:
+            assert record_results(worker, results) == {"submitted": n}
+        statements[("record", n)] = len(recorded)
+        now = timezone.now()
+        DeliveryReport.objects.bulk_create([
+            DeliveryReport(provider="sim-isp-stmts", message_id=key, message_key=key, stat="DELIVRD",
+                           state=P.DELIVERED, recipient="x", received_at=now - timedelta(seconds=1))
+            for _, (_, parts, _) in results.items() for key in [parts[0].message_key]])
+        with CaptureQueriesContext(connection) as recorded:
+            assert reports.apply_reports() == n
+        statements[("match", n)] = len(recorded)
+        ids = list(results)
+        assert Message.objects.filter(pk__in=ids, state=M.DELIVERED).count() == n
+        assert MessagePart.objects.filter(message_id__in=ids, state=P.DELIVERED).count() == n
+    assert statements[("record", 10)] == statements[("record", 120)]
+    assert statements[("match", 10)] == statements[("match", 120)]
+    assert statements[("record", 120)] <= 25 and statements[("match", 120)] <= 10, statements
