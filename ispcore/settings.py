@@ -190,6 +190,7 @@ CELERY_BEAT_SCHEDULE = {
     "sms-dispatch": {"task": "notifications.dispatch", "schedule": 10.0, "options": {"expires": 10}},
     "sms-outbox": {"task": "notifications.process_outbox", "schedule": 5.0, "options": {"expires": 5}},
     "sms-housekeeping": {"task": "notifications.housekeeping", "schedule": 30.0, "options": {"expires": 30}},
+    "sms-balances": {"task": "notifications.refresh_balances", "schedule": 600.0, "options": {"expires": 600}},
 }
 
 # SMS sending (notifications.worker): a claimed message's lease; how long a message left

@@ -275,12 +275,19 @@ def match_keys(keys: Iterable[tuple[str, str]]) -> int:
         return 0
     since = timezone.now() - match_window()
     with connection.cursor() as cursor:
+        # LATERAL: one index probe per key, whatever the planner thinks of the table's size
+        # (a join on unnest became a sort of the whole table with stale statistics)
         cursor.execute(
-            f"""SELECT d.id, d.provider, d.message_key, d.state, d.err FROM {_DLR} d
-                JOIN unnest(%s::varchar[], %s::varchar[]) AS k(provider, message_key)
-                  ON d.provider = k.provider AND d.message_key = k.message_key
-                WHERE d.part_id IS NULL AND d.received_at >= %s ORDER BY d.id FOR UPDATE OF d""",
+            f"""SELECT d.id FROM unnest(%s::varchar[], %s::varchar[]) AS k(provider, message_key)
+                CROSS JOIN LATERAL (SELECT id FROM {_DLR} d WHERE d.provider = k.provider
+                                      AND d.message_key = k.message_key AND d.part_id IS NULL
+                                      AND d.received_at >= %s) AS d""",
             [providers, values, since])
+        ids = [row[0] for row in cursor.fetchall()]
+        if not ids:
+            return 0
+        cursor.execute(f"""SELECT id, provider, message_key, state, err FROM {_DLR}
+                           WHERE id = ANY(%s) AND part_id IS NULL ORDER BY id FOR UPDATE""", [ids])
         found = cursor.fetchall()
         if found:
             _match_rows(cursor, found, timezone.now())
@@ -304,15 +311,21 @@ def _match_rows(cursor, reports: list[tuple], now) -> set[int]:
             keys.append(key)
     if not keys:
         return set()
+    # the newest part per key (one index probe each, LATERAL), then those parts locked in id order
     cursor.execute(
-        f"""SELECT p.id, p.provider, p.message_key, p.state, p.message_id FROM {_PART} p
-            JOIN unnest(%s::varchar[], %s::varchar[]) AS k(provider, message_key)
-              ON p.provider = k.provider AND p.message_key = k.message_key
-            WHERE p.submitted_at >= %s ORDER BY p.id FOR UPDATE OF p""",
+        f"""SELECT k.provider, k.message_key, p.id FROM unnest(%s::varchar[], %s::varchar[]) AS k(provider, message_key)
+            CROSS JOIN LATERAL (SELECT id FROM {_PART} p WHERE p.provider = k.provider
+                                  AND p.message_key = k.message_key AND p.submitted_at >= %s
+                                ORDER BY id DESC LIMIT 1) AS p""",
         [providers, keys, now - match_window()])
+    newest = {row[2]: (row[0], row[1]) for row in cursor.fetchall()}
+    if not newest:
+        return set()
+    cursor.execute(f"SELECT id, state, message_id FROM {_PART} WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                   [list(newest)])
     parts: dict[tuple[str, str], list] = {}
-    for pid, provider, key, state, message_id in cursor.fetchall():
-        parts[(provider, key)] = [pid, state, message_id, None]  # newest wins (id order)
+    for pid, state, message_id in cursor.fetchall():
+        parts[newest[pid]] = [pid, state, message_id, None]
     matched_ids, matched_parts = [], []
     changed: dict[int, list] = {}
     for rid, provider, key, state, err in reports:
@@ -374,9 +387,10 @@ def rollup(message_ids: Iterable[int]) -> None:
         messages = cursor.fetchall()
         if not messages:
             return
-        cursor.execute(f"SELECT message_id, array_agg(state) FROM {_PART} WHERE message_id = ANY(%s) "
-                       "GROUP BY message_id", [[m[0] for m in messages]])
-        states: dict[int, list[str]] = dict(cursor.fetchall())
+        cursor.execute(f"""SELECT i.id, p.states FROM unnest(%s::bigint[]) AS i(id)
+                           CROSS JOIN LATERAL (SELECT array_agg(state) AS states FROM {_PART}
+                                               WHERE message_id = i.id) AS p""", [[m[0] for m in messages]])
+        states: dict[int, list[str]] = {mid: found or [] for mid, found in cursor.fetchall()}
         upd_ids, upd_states, upd_finished, upd_refunded = [], [], [], []
         refund_held: dict[int, list] = defaultdict(list)
         refund_spent: dict[int, list] = defaultdict(list)

@@ -100,6 +100,33 @@ def _on_receipt(provider: str, receipt) -> None:
         raise
 
 
+def refresh_balances(routes: Iterable[ProviderRoute] | None = None) -> dict[str, object]:
+    """Store each active route's remaining credit as its provider reports it
+    (``ProviderRoute.balance`` / ``balance_checked_at``). Routes whose provider has no
+    balance call are left alone (None); one that cannot be asked keeps its last value and
+    its error is returned as a string (and logged), the others are still asked."""
+    out: dict[str, object] = {}
+    for route in routes if routes is not None else ProviderRoute.objects.filter(is_active=True):
+        try:
+            provider = build_provider(route.kind, route.name, route_settings(route))
+        except Exception as exc:
+            out[route.name] = f"not configured: {exc}"
+            log.warning("SMS route %s: balance not read: %s", route.name, exc)
+            continue
+        try:
+            value = provider.balance()
+        except Exception as exc:
+            out[route.name] = str(exc) or type(exc).__name__
+            log.warning("SMS route %s: balance not read: %s", route.name, exc)
+            continue
+        finally:
+            provider.stop()
+        out[route.name] = value
+        if value is not None:
+            ProviderRoute.objects.filter(pk=route.pk).update(balance=value, balance_checked_at=timezone.now())
+    return out
+
+
 # -- claim ----------------------------------------------------------------------------
 
 
@@ -275,13 +302,15 @@ def record_results(worker: str, results: dict[int, tuple[str | None, list[Submit
                     [now, *cols])
         if others:
             _record_others(worker, others, now, route_ids, counts, refund)
-        for tenant_id in set(charge) | set(refund):
-            credit.settle(tenant_id, charge=[p for p in charge.get(tenant_id, []) if p[1]],
-                          refund_held=[p for p in refund.get(tenant_id, []) if p[1]])
         if cols[0] and reports.match_keys(zip(cols[2], cols[4], strict=True)):
             counts["early_receipts"] += 1
         # an accepted message with a rejected part: its state comes from its parts
         reports.rollup(mixed)
+        # last: the tenant's wallet rows stay locked from here to the commit, and every
+        # worker charging this tenant waits for them
+        for tenant_id in set(charge) | set(refund):
+            credit.settle(tenant_id, charge=[p for p in charge.get(tenant_id, []) if p[1]],
+                          refund_held=[p for p in refund.get(tenant_id, []) if p[1]])
     return dict(counts)
 
 
@@ -460,9 +489,13 @@ class Sender:
                 log.warning("SMS route %s did not start", p.name, exc_info=True)
 
     def stop(self) -> None:
+        # store (and answer) the receipts queued so far while the binds are still up; what
+        # arrives while they close is stored at the end, unanswered: the SMSC redelivers it
+        # (a duplicate receipt row is harmless, matching is idempotent)
+        reports.receipt_writer().stop()
         for p in self.providers.values():
             p.stop()
-        reports.receipt_writer().stop()  # store what is queued (answered only if a bind is still up)
+        reports.receipt_writer().stop()
 
     def housekeeping(self) -> dict[str, int]:
         out = dict(recover_stale())

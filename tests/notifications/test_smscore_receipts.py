@@ -174,3 +174,35 @@ def test_recording_and_matching_take_the_same_statements_for_10_or_120_messages(
     assert statements[("record", 10)] == statements[("record", 120)]
     assert statements[("match", 10)] == statements[("match", 120)]
     assert statements[("record", 120)] <= 25 and statements[("match", 120)] <= 10, statements
+
+
+@pytest.mark.django_db
+def test_route_balances_are_refreshed_from_the_providers_that_offer_one():
+    from decimal import Decimal
+
+    from notifications.models import ProviderRoute
+    from notifications.tasks import refresh_balances_task
+    from tests.peers.sms_http import HttpSmsSimulator
+
+    su = make_super()
+    tenant, smpp_route = make_tenant(su, "isp-bal", port=1)
+    with HttpSmsSimulator("bal-token", balance="1234.50") as api:
+        http = ProviderRoute.objects.create(
+            tenant=tenant, name="bd-http", kind="http", priority=2,
+            settings={"profile": "bd_bulk", "base_url": api.base_url, "credentials": {"api_token": "bal-token"}})
+        down = ProviderRoute.objects.create(
+            tenant=tenant, name="bd-down", kind="http", priority=3, balance=Decimal("5.00"),
+            settings={"profile": "bd_bulk", "base_url": "http://127.0.0.1:1", "credentials": {"api_token": "x"}})
+        refresh_balances_task()  # the beat task body
+        http.refresh_from_db()
+        assert http.balance == Decimal("1234.50") and http.balance_checked_at is not None
+        api.balance = Decimal("1000.00")
+        from notifications.worker import refresh_balances
+
+        out = refresh_balances()
+    http.refresh_from_db()
+    down.refresh_from_db()
+    smpp_route.refresh_from_db()
+    assert http.balance == Decimal("1000.00") and out["bd-http"] == Decimal("1000.00")
+    assert down.balance == Decimal("5.00") and down.balance_checked_at is None and isinstance(out["bd-down"], str)
+    assert smpp_route.balance is None and out[smpp_route.name] is None  # SMPP: no balance call
