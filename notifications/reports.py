@@ -294,6 +294,37 @@ def match_keys(keys: Iterable[tuple[str, str]]) -> int:
     return len(found)
 
 
+def stored_receipts(cursor, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[tuple]]:
+    """The stored receipts no part owns yet for these (provider, message_key) pairs,
+    locked, in id order: ``{(provider, key): [(receipt id, state, err), ...]}`` (for a
+    sender writing the parts of a batch: receipts that beat the submit result)."""
+    keys = [(p, k) for p, k in keys if k]
+    if not keys:
+        return {}
+    cursor.execute(
+        f"""SELECT d.id FROM unnest(%s::varchar[], %s::varchar[]) AS k(provider, message_key)
+            CROSS JOIN LATERAL (SELECT id FROM {_DLR} d WHERE d.provider = k.provider
+                                  AND d.message_key = k.message_key AND d.part_id IS NULL
+                                  AND d.received_at >= %s) AS d""",
+        [[p for p, _ in keys], [k for _, k in keys], timezone.now() - match_window()])
+    ids = [row[0] for row in cursor.fetchall()]
+    found: dict[tuple[str, str], list[tuple]] = defaultdict(list)
+    if ids:
+        cursor.execute(f"""SELECT id, provider, message_key, state, err FROM {_DLR}
+                           WHERE id = ANY(%s) AND part_id IS NULL ORDER BY id FOR UPDATE""", [ids])
+        for rid, provider, key, state, err in cursor.fetchall():
+            found[(provider, key)].append((rid, state, err))
+    return found
+
+
+def advance_part(state: str, error: str, receipts: Iterable[tuple]) -> tuple[str, str]:
+    """A part's (state, error) after these receipts ``(id, state, err)``, in order."""
+    for _, new, err in receipts:
+        if _advance(state, new):
+            state, error = new, err or ""
+    return state, error
+
+
 _PROGRESS_SQL = "CASE {col} WHEN 'queued' THEN 0 WHEN 'submitted' THEN 1 WHEN 'sent' THEN 2 ELSE 3 END"
 
 

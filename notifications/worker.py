@@ -221,10 +221,12 @@ def record_results(worker: str, results: dict[int, tuple[str | None, list[Submit
     'submitting' under this worker's lease are touched.
 
     The usual outcomes (accepted, or rejected outright) cost a fixed handful of
-    statements per batch: one UPDATE ... FROM unnest per outcome (guarded by state and
-    lease, RETURNING what the ledger needs), one INSERT of all parts, the ledger
-    postings, the early-receipt lookup. Temporary failures and unanswered submits (rare)
-    take the row-by-row path."""
+    statements per batch: the receipts already stored for the new parts (they often beat
+    the submit result), one UPDATE ... FROM unnest per outcome (guarded by state and
+    lease, each message written once with the state its parts and those receipts give,
+    RETURNING what the ledger needs), one INSERT of all parts with their states, the
+    receipts linked, the ledger postings. Temporary failures and unanswered submits
+    (rare) take the row-by-row path."""
     now = timezone.now()
     counts: dict[str, int] = defaultdict(int)
     route_ids = _route_ids()
@@ -248,19 +250,47 @@ def record_results(worker: str, results: dict[int, tuple[str | None, list[Submit
     with transaction.atomic():
         charge: dict[int, list] = defaultdict(list)
         refund: dict[int, list] = defaultdict(list)
+        refund_spent: dict[int, list] = defaultdict(list)
         written: list[int] = []
         with connection.cursor() as cursor:
+            # receipts that beat the submit result: applied as the parts are written
+            early = reports.stored_receipts(cursor, [(providers[mid], (r.message_key or "")[:80])
+                                                     for mid in accepted for r in accepted[mid][1]
+                                                     if r.outcome is Outcome.ACCEPTED])
+            part_rows: dict[int, list[tuple]] = {}
+            for mid, (_, part_results) in accepted.items():
+                rows = []
+                for r in part_results:
+                    state = {Outcome.ACCEPTED: P.SUBMITTED, Outcome.PERMANENT: P.REJECTED}.get(r.outcome, P.UNKNOWN)
+                    error = (r.error or "")[:120]
+                    key = (r.message_key or "")[:80]
+                    if r.outcome is Outcome.ACCEPTED:
+                        state, error = reports.advance_part(state, error, early.get((providers[mid], key), ()))
+                    rows.append((r, key, state, error))
+                part_rows[mid] = rows
             if accepted:
                 ids = sorted(accepted)
+                states, finished, refunds = [], [], []
+                for mid in ids:
+                    part_states = [row[2] for row in part_rows[mid]]
+                    state = reports.rollup_state(part_states, len(part_states))
+                    states.append(state)
+                    finished.append(now if state in reports.FINAL_MESSAGE else None)
+                    refunds.append(state in reports.FAILED_MESSAGE and P.DELIVERED not in part_states)
                 cursor.execute(
-                    f"""UPDATE {table} AS m SET state = %s, submitted_at = %s, charged_at = %s,
-                               route_id = COALESCE(v.route_id, m.route_id)
-                        FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, route_id)
+                    f"""UPDATE {table} AS m SET state = v.state, submitted_at = %s, charged_at = %s,
+                               finished_at = v.finished_at, route_id = COALESCE(v.route_id, m.route_id),
+                               refunded_at = CASE WHEN v.refund AND m.cost > 0 THEN %s::timestamptz END
+                        FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::timestamptz[], %s::boolean[])
+                             AS v(id, route_id, state, finished_at, refund)
                         WHERE m.id = v.id AND m.state = %s AND m.claimed_by = %s
-                        RETURNING m.id, m.tenant_id, m.cost""",
-                    [M.SUBMITTED, now, now, ids, [accepted[i][0] for i in ids], M.SUBMITTING, worker])
-                for mid, tenant_id, cost in cursor.fetchall():
+                        RETURNING m.id, m.tenant_id, m.cost, m.refunded_at IS NOT NULL""",
+                    [now, now, now, ids, [accepted[i][0] for i in ids], states, finished, refunds,
+                     M.SUBMITTING, worker])
+                for mid, tenant_id, cost, refunded in cursor.fetchall():
                     charge[tenant_id].append((mid, cost))
+                    if refunded:  # a receipt already said it failed: charged and refunded at once
+                        refund_spent[tenant_id].append((mid, cost))
                     written.append(mid)
                     counts["submitted"] += 1
             if rejected:
@@ -277,20 +307,18 @@ def record_results(worker: str, results: dict[int, tuple[str | None, list[Submit
                     refund[tenant_id].append((mid, cost))
                     written.append(mid)
                     counts["rejected"] += 1
+                for mid in rejected:
+                    part_rows[mid] = [(r, (r.message_key or "")[:80],
+                                       P.REJECTED if r.outcome is Outcome.PERMANENT else P.UNKNOWN,
+                                       (r.error or "")[:120]) for r in rejected[mid][1]]
             if len(written) < len(accepted) + len(rejected):
                 counts["lost_lease"] += len(accepted) + len(rejected) - len(written)
             cols: list[list] = [[] for _ in range(8)]
-            mixed: list[int] = []
             for mid in sorted(written):
-                part_results = accepted[mid][1] if mid in accepted else rejected[mid][1]
                 provider = providers[mid]
-                if mid in accepted and any(r.outcome is not Outcome.ACCEPTED for r in part_results):
-                    mixed.append(mid)
-                for r in part_results:
-                    state = {Outcome.ACCEPTED: P.SUBMITTED, Outcome.PERMANENT: P.REJECTED}.get(r.outcome, P.UNKNOWN)
-                    for col, value in zip(cols, (mid, r.part_index, provider, (r.message_id or "")[:80],
-                                                 (r.message_key or "")[:80], state, (r.error or "")[:120], now),
-                                          strict=True):
+                for r, key, state, error in part_rows[mid]:
+                    for col, value in zip(cols, (mid, r.part_index, provider, (r.message_id or "")[:80], key, state,
+                                                 error, now), strict=True):
                         col.append(value)
             if cols[0]:
                 cursor.execute(
@@ -298,19 +326,29 @@ def record_results(worker: str, results: dict[int, tuple[str | None, list[Submit
                             (message_id, "index", provider, provider_message_id, message_key, state, error,
                              submitted_at, updated_at)
                         SELECT *, %s FROM unnest(%s::bigint[], %s::smallint[], %s::varchar[], %s::varchar[],
-                                                 %s::varchar[], %s::varchar[], %s::varchar[], %s::timestamptz[])""",
+                                                 %s::varchar[], %s::varchar[], %s::varchar[], %s::timestamptz[])
+                        RETURNING id, provider, message_key""",
                     [now, *cols])
+                link_ids, link_parts = [], []
+                for pid, provider, key in cursor.fetchall():
+                    for rid, _, _ in early.get((provider, key), ()):
+                        link_ids.append(rid)
+                        link_parts.append(pid)
+                if link_ids:
+                    cursor.execute(
+                        f"""UPDATE {DeliveryReport._meta.db_table} AS d
+                            SET part_id = v.part_id, matched_at = %s, processed = true
+                            FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, part_id) WHERE d.id = v.id""",
+                        [now, link_ids, link_parts])
+                    counts["early_receipts"] += len(link_ids)
         if others:
             _record_others(worker, others, now, route_ids, counts, refund)
-        if cols[0] and reports.match_keys(zip(cols[2], cols[4], strict=True)):
-            counts["early_receipts"] += 1
-        # an accepted message with a rejected part: its state comes from its parts
-        reports.rollup(mixed)
         # last: the tenant's wallet rows stay locked from here to the commit, and every
         # worker charging this tenant waits for them
-        for tenant_id in set(charge) | set(refund):
+        for tenant_id in set(charge) | set(refund) | set(refund_spent):
             credit.settle(tenant_id, charge=[p for p in charge.get(tenant_id, []) if p[1]],
-                          refund_held=[p for p in refund.get(tenant_id, []) if p[1]])
+                          refund_held=[p for p in refund.get(tenant_id, []) if p[1]],
+                          refund_spent=[p for p in refund_spent.get(tenant_id, []) if p[1]])
     return dict(counts)
 
 

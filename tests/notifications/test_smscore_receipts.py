@@ -206,3 +206,39 @@ def test_route_balances_are_refreshed_from_the_providers_that_offer_one():
     assert http.balance == Decimal("1000.00") and out["bd-http"] == Decimal("1000.00")
     assert down.balance == Decimal("5.00") and down.balance_checked_at is None and isinstance(out["bd-down"], str)
     assert smpp_route.balance is None and out[smpp_route.name] is None  # SMPP: no balance call
+
+
+@pytest.mark.django_db
+def test_receipts_stored_before_the_submit_result_are_applied_as_the_parts_are_written(settings):
+    """One message delivered, one undelivered (charged and refunded in the same
+    transaction), one with no receipt yet: each message row is written once, final."""
+    from decimal import Decimal
+
+    from notifications import credit
+
+    settings.SMS_DISPATCH_ON_COMMIT = False
+    su = make_super()
+    tenant, route = make_tenant(su, "isp-early2", route_name="sim-isp-stmts")
+    worker, results = _claimed_and_accepted(tenant, su, 3, "3")
+    ok, bad, later = sorted(results)
+    now = timezone.now()
+    for mid, stat, state in ((ok, "DELIVRD", P.DELIVERED), (bad, "UNDELIV", P.UNDELIVERED)):
+        key = results[mid][1][0].message_key
+        DeliveryReport.objects.create(provider="sim-isp-stmts", message_id=key, message_key=key, stat=stat,
+                                      err="001" if stat == "UNDELIV" else "000", state=state, recipient="x",
+                                      received_at=now)
+    counts = record_results(worker, results)
+    assert counts == {"submitted": 3, "early_receipts": 2}
+    states = dict(Message.objects.filter(pk__in=results).values_list("id", "state"))
+    assert states == {ok: M.DELIVERED, bad: M.UNDELIVERED, later: M.SUBMITTED}
+    assert MessagePart.objects.get(message_id=bad).state == P.UNDELIVERED
+    assert MessagePart.objects.get(message_id=bad).error == "001"
+    assert all(r.part_id for r in DeliveryReport.objects.all()) and not DeliveryReport.objects.filter(
+        processed=False).exists()
+    m_bad = Message.objects.get(pk=bad)
+    assert m_bad.charged_at and m_bad.refunded_at and m_bad.finished_at
+    assert Message.objects.get(pk=later).refunded_at is None
+    # 3 messages at 0.35 held; 2 charged for good, 1 charged then refunded
+    assert credit.held(tenant.pk) == Decimal("0.00")
+    assert credit.sms_wallet(tenant.pk, credit.SPENT).balance == Decimal("0.70")
+    assert credit.balance(tenant.pk) == Decimal("999.30")
