@@ -159,17 +159,19 @@ class ReceiptWriter:
     def submit(self, provider: str, receipt) -> Future:
         future: Future = Future()
         with self._cond:
-            if self._stopping:
-                raise RuntimeError("the receipt writer is stopped")
             self._queue.append((provider, receipt, future))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="sms-receipt-writer", daemon=True)
-                self._thread.start()
+                self._start()
             self._cond.notify()
         return future
 
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sms-receipt-writer", daemon=True)
+        self._thread.start()
+
     def stop(self, timeout: float = 10.0) -> None:
-        """Store what is queued, then end the thread (a later :meth:`submit` starts a new one)."""
+        """Store what is queued, then end the thread (a later :meth:`submit` starts a new one;
+        receipts that came in while it was ending are taken by a new one at once)."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
@@ -179,6 +181,8 @@ class ReceiptWriter:
         with self._cond:
             if thread is None or not thread.is_alive():
                 self._stopping, self._thread = False, None
+                if self._queue:
+                    self._start()
 
     def _run(self) -> None:
         try:

@@ -70,6 +70,37 @@ def setup(slug: str, customers: int, port: int, window: int) -> tuple[Tenant, Us
     return tenant, su
 
 
+def cpu_ticks(pids) -> int:
+    """User+system clock ticks used so far by these processes (all their threads; Linux)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def machine_ticks() -> int:
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values) - values[3] - values[4]  # all but idle and iowait
+    except OSError:
+        return 0
+
+
+def cpu_snapshot(worker_pids) -> dict[str, int]:
+    with connection.cursor() as cursor:  # the workers' database sessions (same host)
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid()")
+        backends = [row[0] for row in cursor.fetchall()]
+    return {"workers": cpu_ticks(worker_pids), "PostgreSQL sessions": cpu_ticks(backends),
+            "this process (simulator)": cpu_ticks([os.getpid()]), "machine": machine_ticks()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slug", default="sms-bench")
@@ -106,8 +137,10 @@ def main() -> None:
             sim.wait_for(lambda: sim.counters["submit_ok"] > 0, timeout=60)
             t0, parts0, at0 = time.perf_counter(), sim.counters["submit_ok"], timezone.now()
             dlr0 = DeliveryReport.objects.count()
+            cpu0 = cpu_snapshot([w.pid for w in workers])
             time.sleep(args.send_seconds)
             t1, parts1, at1 = time.perf_counter(), sim.counters["submit_ok"], timezone.now()
+            cpu1 = cpu_snapshot([w.pid for w in workers])
             load = os.getloadavg()
             dlr1 = DeliveryReport.objects.count()
             span = t1 - t0
@@ -128,6 +161,9 @@ def main() -> None:
         print(f"  parts delivered (receipt matched) in the window: {delivered_parts} -> "
               f"{delivered_parts / span:,.0f} parts/s")
         print(f"  messages by state at the end: {states}")
+        hz = os.sysconf("SC_CLK_TCK")
+        print("  CPU over the window (cores): " + ", ".join(
+            f"{k} {(cpu1[k] - cpu0[k]) / hz / span:.2f}" for k in cpu0) + f" of {os.cpu_count()}")
         for summary in summaries:
             print(f"  {summary}")
         cancel_campaign(campaign, actor=su)
