@@ -242,3 +242,19 @@ def test_receipts_stored_before_the_submit_result_are_applied_as_the_parts_are_w
     assert credit.held(tenant.pk) == Decimal("0.00")
     assert credit.sms_wallet(tenant.pk, credit.SPENT).balance == Decimal("0.70")
     assert credit.balance(tenant.pk) == Decimal("999.30")
+
+
+@pytest.mark.django_db
+def test_array_literals_round_trip_any_text():
+    from datetime import UTC, datetime
+
+    texts = ['a"b', "back\\slash", "{braces}", "com,ma", "", "NULL", None, "প্রিয় গ্রাহক", "sp ace", "x'y\n"]
+    with connection.cursor() as cursor:
+        reports.execute_arrays(cursor, "SELECT unnest(%s::text[])", [texts])
+        assert [row[0] for row in cursor.fetchall()] == texts
+        reports.execute_arrays(cursor, "SELECT unnest(%s::bigint[]), unnest(%s::boolean[]), unnest(%s::timestamptz[])",
+                               [[1, 2**40, None], [True, False, None],
+                                [datetime(2026, 11, 22, 7, 0, tzinfo=UTC), None, None]])
+        rows = cursor.fetchall()
+    assert [r[0] for r in rows] == [1, 2**40, None] and [r[1] for r in rows] == [True, False, None]
+    assert rows[0][2] == datetime(2026, 11, 22, 7, 0, tzinfo=UTC) and rows[1][2] is None
