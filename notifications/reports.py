@@ -272,7 +272,8 @@ def apply_reports(limit: int = 2000) -> int:
     the roll-up of the messages that changed."""
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
-        execute_arrays(cursor,
+        execute_arrays(
+            cursor,
             f"""SELECT id, provider, message_key, state, err, received_at FROM {_DLR}
                 WHERE processed = false ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED""", [limit])
         rows = cursor.fetchall()
@@ -305,7 +306,8 @@ def match_keys(keys: Iterable[tuple[str, str]]) -> int:
     with connection.cursor() as cursor:
         # LATERAL: one index probe per key, whatever the planner thinks of the table's size
         # (a join on unnest became a sort of the whole table with stale statistics)
-        execute_arrays(cursor,
+        execute_arrays(
+            cursor,
             f"""SELECT d.id FROM unnest(%s::varchar[], %s::varchar[]) AS k(provider, message_key)
                 CROSS JOIN LATERAL (SELECT id FROM {_DLR} d WHERE d.provider = k.provider
                                       AND d.message_key = k.message_key AND d.part_id IS NULL
@@ -329,7 +331,8 @@ def stored_receipts(cursor, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, 
     keys = [(p, k) for p, k in keys if k]
     if not keys:
         return {}
-    execute_arrays(cursor,
+    execute_arrays(
+        cursor,
         f"""SELECT d.id FROM unnest(%s::varchar[], %s::varchar[]) AS k(provider, message_key)
             CROSS JOIN LATERAL (SELECT id FROM {_DLR} d WHERE d.provider = k.provider
                                   AND d.message_key = k.message_key AND d.part_id IS NULL
@@ -371,7 +374,8 @@ def _match_rows(cursor, reports: list[tuple], now) -> set[int]:
     if not keys:
         return set()
     # the newest part per key (one index probe each, LATERAL), then those parts locked in id order
-    execute_arrays(cursor,
+    execute_arrays(
+        cursor,
         f"""SELECT k.provider, k.message_key, p.id FROM unnest(%s::varchar[], %s::varchar[]) AS k(provider, message_key)
             CROSS JOIN LATERAL (SELECT id FROM {_PART} p WHERE p.provider = k.provider
                                   AND p.message_key = k.message_key AND p.submitted_at >= %s
@@ -397,13 +401,15 @@ def _match_rows(cursor, reports: list[tuple], now) -> set[int]:
             part[1], part[3] = state, err or ""
             changed[part[0]] = part
     if matched_ids:
-        execute_arrays(cursor,
+        execute_arrays(
+            cursor,
             f"""UPDATE {_DLR} AS d SET part_id = v.part_id, matched_at = %s, processed = true
                 FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, part_id) WHERE d.id = v.id""",
             [now, matched_ids, matched_parts])
     if changed:
         rows = sorted(changed.values())
-        execute_arrays(cursor,
+        execute_arrays(
+            cursor,
             f"""UPDATE {_PART} AS p SET state = v.state, error = v.error, updated_at = %s
                 FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[]) AS v(id, state, error)
                 WHERE p.id = v.id AND ({_PROGRESS_SQL.format(col='v.state')} > {_PROGRESS_SQL.format(col='p.state')}
@@ -439,7 +445,8 @@ def rollup(message_ids: Iterable[int]) -> None:
         return
     now = timezone.now()
     with connection.cursor() as cursor:
-        execute_arrays(cursor,
+        execute_arrays(
+            cursor,
             f"""SELECT id, state, parts, cost, charged_at, refunded_at, tenant_id FROM {_MSG}
                 WHERE id = ANY(%s) AND state <> ALL(%s) ORDER BY id FOR UPDATE""",
             [ids, [M.QUEUED, M.SUBMITTING, M.CANCELLED, M.BLOCKED, M.FAILED]])
@@ -467,7 +474,8 @@ def rollup(message_ids: Iterable[int]) -> None:
             upd_finished.append(finished)
             upd_refunded.append(refunded_at)
         if upd_ids:
-            execute_arrays(cursor,
+            execute_arrays(
+                cursor,
                 f"""UPDATE {_MSG} AS m SET state = v.state, finished_at = COALESCE(v.finished_at, m.finished_at),
                            refunded_at = v.refunded_at
                     FROM unnest(%s::bigint[], %s::varchar[], %s::timestamptz[], %s::timestamptz[])

@@ -169,7 +169,8 @@ def claim(worker: str, limit: int, *, now=None) -> list[Claimed]:
     table = Message._meta.db_table
     with transaction.atomic():
         with connection.cursor() as cursor:
-            reports.execute_arrays(cursor,
+            reports.execute_arrays(
+                cursor,
                 f"""UPDATE {table} SET state = %s, claimed_by = %s, claimed_until = %s, submitting_at = %s,
                            attempts = attempts + 1
                     WHERE id IN (SELECT id FROM {table}
@@ -277,7 +278,8 @@ def record_results(worker: str, results: dict[int, tuple[str | None, list[Submit
                     states.append(state)
                     finished.append(now if state in reports.FINAL_MESSAGE else None)
                     refunds.append(state in reports.FAILED_MESSAGE and P.DELIVERED not in part_states)
-                reports.execute_arrays(cursor,
+                reports.execute_arrays(
+                    cursor,
                     f"""UPDATE {table} AS m SET state = v.state, submitted_at = %s, charged_at = %s,
                                finished_at = v.finished_at, route_id = COALESCE(v.route_id, m.route_id),
                                refunded_at = CASE WHEN v.refund AND m.cost > 0 THEN %s::timestamptz END
@@ -295,7 +297,8 @@ def record_results(worker: str, results: dict[int, tuple[str | None, list[Submit
                     counts["submitted"] += 1
             if rejected:
                 ids = sorted(rejected)
-                reports.execute_arrays(cursor,
+                reports.execute_arrays(
+                    cursor,
                     f"""UPDATE {table} AS m SET state = %s, submitted_at = %s, finished_at = %s, refunded_at = %s,
                                error = v.error, route_id = COALESCE(v.route_id, m.route_id)
                         FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[]) AS v(id, route_id, error)
@@ -321,7 +324,8 @@ def record_results(worker: str, results: dict[int, tuple[str | None, list[Submit
                                                  error, now), strict=True):
                         col.append(value)
             if cols[0]:
-                reports.execute_arrays(cursor,
+                reports.execute_arrays(
+                    cursor,
                     f"""INSERT INTO {MessagePart._meta.db_table}
                             (message_id, "index", provider, provider_message_id, message_key, state, error,
                              submitted_at, updated_at)
@@ -335,7 +339,8 @@ def record_results(worker: str, results: dict[int, tuple[str | None, list[Submit
                         link_ids.append(rid)
                         link_parts.append(pid)
                 if link_ids:
-                    reports.execute_arrays(cursor,
+                    reports.execute_arrays(
+                        cursor,
                         f"""UPDATE {DeliveryReport._meta.db_table} AS d
                             SET part_id = v.part_id, matched_at = %s, processed = true
                             FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, part_id) WHERE d.id = v.id""",
