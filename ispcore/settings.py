@@ -193,6 +193,7 @@ CELERY_BEAT_SCHEDULE = {
     "sms-housekeeping": {"task": "notifications.housekeeping", "schedule": 30.0, "options": {"expires": 30}},
     "sms-inbox": {"task": "notifications.process_inbox", "schedule": 5.0, "options": {"expires": 5}},
     "sms-webhooks": {"task": "notifications.deliver_webhooks", "schedule": 10.0, "options": {"expires": 10}},
+    "sms-balances": {"task": "notifications.refresh_balances", "schedule": 600.0, "options": {"expires": 600}},
 }
 # Tasks defined outside a tasks.py module (the inbox and the webhook sender).
 CELERY_IMPORTS = ["notifications.inbox", "notifications.webhooks"]
@@ -203,7 +204,7 @@ CELERY_IMPORTS = ["notifications.inbox", "notifications.webhooks"]
 SMS_CLAIM_LEASE_SECONDS = env_int("SMS_CLAIM_LEASE_SECONDS", 120)
 SMS_SUBMITTING_RESEND_AFTER = env_int("SMS_SUBMITTING_RESEND_AFTER", 3600)
 SMS_DISPATCH_SECONDS = env_int("SMS_DISPATCH_SECONDS", 50)
-SMS_RECEIPT_ASYNC_COMMIT = env_bool("SMS_RECEIPT_ASYNC_COMMIT", True)  # see notifications.reports.store_receipt
+SMS_RECEIPT_ASYNC_COMMIT = env_bool("SMS_RECEIPT_ASYNC_COMMIT", False)  # durable receipts; see notifications.reports.ReceiptWriter
 SMS_DLR_MATCH_DAYS = env_int("SMS_DLR_MATCH_DAYS", 3)  # receipts match parts submitted this recently (ids recycle)
 SMS_DISPATCH_ON_COMMIT = env_bool("SMS_DISPATCH_ON_COMMIT", True)  # kick a dispatch task when a send commits
 

@@ -51,6 +51,11 @@ Guarantees
   :func:`normalise_message_id`).
 * If ``on_receipt`` / ``on_incoming`` raises, the ``deliver_sm`` is answered
   with ``ESME_RX_T_APPN`` (temporary) so the SMSC redelivers it later.
+* ``on_receipt`` may instead return a :class:`~concurrent.futures.Future`: the
+  ``deliver_sm_resp`` is then written when it resolves (``ESME_ROK``, or
+  ``ESME_RX_T_APPN`` if it failed), from the thread that resolves it, and the I/O
+  thread goes on reading meanwhile (group commit of receipts: acknowledged only
+  once stored, without a database round trip per receipt on the I/O thread).
 """
 
 from __future__ import annotations
@@ -881,7 +886,7 @@ class _Connection:
 
 
 SubmitCallback = Callable[[SubmitResult], None]
-ReceiptCallback = Callable[[DeliveryReceipt], None]
+ReceiptCallback = Callable[[DeliveryReceipt], "Future[Any] | None"]
 IncomingCallback = Callable[[IncomingMessage], None]
 StateCallback = Callable[[str], None]
 
@@ -1401,9 +1406,14 @@ class SMPPClient:
         is_data_sm = pdu.command_id == DATA_SM
         sm = decode_data_sm(pdu.body) if is_data_sm else decode_sm(pdu.body)
         status = ESME_ROK
+        response = DATA_SM_RESP if is_data_sm else DELIVER_SM_RESP
         try:
             if (sm.esm_class & 0x3C) in _RECEIPT_TYPES or TAG_RECEIPTED_MESSAGE_ID in sm.tlvs:
-                self._handle_receipt(sm)
+                stored = self._handle_receipt(sm)
+                if isinstance(stored, Future):
+                    stored.add_done_callback(
+                        lambda f, seq=pdu.sequence: self._acknowledge_later(conn, response, seq, f))
+                    return
             else:
                 self._handle_incoming(sm)
         except PduError:
@@ -1412,10 +1422,22 @@ class SMPPClient:
             status = ESME_RX_T_APPN
             self._log.exception("callback failed for %s from %s; asking the SMSC to redeliver",
                                 pdu.name, sm.source_addr)
-        response = DATA_SM_RESP if is_data_sm else DELIVER_SM_RESP
         self._write(conn, encode_pdu(response, pdu.sequence, b"\x00", status))
 
-    def _handle_receipt(self, sm: ShortMessage) -> None:
+    def _acknowledge_later(self, conn: _Connection, response: int, sequence: int, stored: Future[Any]) -> None:
+        """Answer a receipt whose ``on_receipt`` returned a future, once it resolved. On a
+        connection that has gone since, nothing is written: the SMSC redelivers."""
+        status = ESME_ROK
+        if stored.cancelled() or stored.exception() is not None:
+            status = ESME_RX_T_APPN
+            self.counters["receipts_not_stored"] += 1
+            self._log.warning("receipt (deliver_sm %d) not stored: %s; asking the SMSC to redeliver", sequence,
+                              "cancelled" if stored.cancelled() else stored.exception())
+        if conn.broken or self._conn is not conn:
+            return
+        self._write(conn, encode_pdu(response, sequence, b"\x00", status))
+
+    def _handle_receipt(self, sm: ShortMessage) -> Future[Any] | None:
         self.counters["receipts"] += 1
         raw_text = sm.short_message.decode("latin-1")
         tlv_id = sm.tlvs.get(TAG_RECEIPTED_MESSAGE_ID)
@@ -1438,8 +1460,8 @@ class SMPPClient:
         )
         if self.on_receipt is None:
             self._log.info("receipt for %r (%s) dropped: no on_receipt callback", message_id, receipt.stat)
-            return
-        self.on_receipt(receipt)
+            return None
+        return self.on_receipt(receipt)
 
     def _handle_incoming(self, sm: ShortMessage) -> None:
         self.counters["incoming_parts"] += 1

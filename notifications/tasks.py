@@ -57,3 +57,11 @@ def housekeeping() -> None:
     while reports.apply_reports() >= 2000:
         pass
     finish_campaigns()
+
+
+@shared_task(name="notifications.refresh_balances", ignore_result=True)
+def refresh_balances_task() -> None:
+    """Read every route's remaining credit from its provider (where it offers a balance call)."""
+    from .worker import refresh_balances
+
+    refresh_balances()

@@ -47,9 +47,11 @@ class SmppProvider(SmsProvider):
         self.client = SMPPClient(self.config, on_receipt=self._receipt, on_incoming=self._incoming)
         self._started = False
 
-    def _receipt(self, receipt: DeliveryReceipt) -> None:
+    def _receipt(self, receipt: DeliveryReceipt) -> Future[Any] | None:
+        # a returned Future defers the deliver_sm_resp until it resolves (see SMPPClient)
         if self.on_receipt:
-            self.on_receipt(self.name, receipt)
+            return self.on_receipt(self.name, receipt)
+        return None
 
     def _incoming(self, message: IncomingMessage) -> None:
         if self.on_incoming:

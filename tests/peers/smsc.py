@@ -42,6 +42,11 @@ Test hooks (all thread-safe, usable while running):
 Receipts and MO messages go to a receiver/transceiver session of the same
 system_id (the submitting session when it can receive); with none bound they
 are queued and delivered when one binds, as an SMSC stores them.
+
+``redeliver=True`` adds what a real SMSC does with a deliver_sm that was not
+acknowledged: answered with an error status it is sent again after
+``redeliver_delay`` seconds; still unanswered when its connection dies, it is
+kept and delivered to the next bind (``counters["redelivered"]``).
 """
 
 from __future__ import annotations
@@ -354,8 +359,13 @@ class SMSCSimulator:
         first_message_id: int = 0xA1B2C3,
         host: str = "127.0.0.1",
         port: int = 0,
+        redeliver: bool = False,
+        redeliver_delay: float = 0.5,
     ) -> None:
         format_message_id(1, id_style)
+        self.redeliver = redeliver
+        self.redeliver_delay = redeliver_delay
+        self._unacked: dict[tuple[int, int], tuple[str, bytes]] = {}  # (session, sequence) -> (system_id, body)
         self.accounts: dict[str, str] = dict(accounts or {system_id: password})
         self.id_style = id_style
         self.host = host
@@ -465,6 +475,10 @@ class SMSCSimulator:
 
     def _session_closed(self, session: _Session) -> None:
         with self._changed:
+            for key in [k for k in self._unacked if k[0] == session.id]:
+                system_id, body = self._unacked.pop(key)
+                self._queued.setdefault(system_id, []).append(body)
+                self.counters["redelivered"] += 1
             self._sessions.pop(session.id, None)
             self.counters["disconnects"] += 1
             self._changed.notify_all()
@@ -704,15 +718,33 @@ class SMSCSimulator:
             if target is None:
                 self._queued.setdefault(system_id or "", []).append(body)
                 return
-        if not target.write(_pdu(CMD["deliver_sm"], next(target.sequence), body)):
-            with self._lock:
+        if not target.write(self._deliver_pdu(target, body)) and not self.redeliver:
+            with self._lock:  # with redeliver, _session_closed has kept it
                 self._queued.setdefault(system_id or "", []).append(body)
+
+    def _deliver_pdu(self, session: _Session, body: bytes) -> bytes:
+        """A deliver_sm for ``session``; with ``redeliver`` it is remembered until answered."""
+        sequence = next(session.sequence)
+        if self.redeliver:
+            with self._lock:
+                self._unacked[(session.id, sequence)] = (session.system_id or "", body)
+        return _pdu(CMD["deliver_sm"], sequence, body)
+
+    def _deliver_resp(self, session: _Session, sequence: int, status: int) -> None:
+        if not self.redeliver:
+            return
+        with self._lock:
+            entry = self._unacked.pop((session.id, sequence), None)
+        if entry is not None and status != ROK:
+            with self._lock:
+                self.counters["redelivered"] += 1
+            self.call_later(self.redeliver_delay, lambda: self._deliver(entry[0] or None, None, entry[1]))
 
     def _flush_queued(self, session: _Session) -> None:
         with self._lock:
             bodies = self._queued.pop(session.system_id or "", []) + self._queued.pop("", [])
         for body in bodies:
-            session.write(_pdu(CMD["deliver_sm"], next(session.sequence), body))
+            session.write(self._deliver_pdu(session, body))
 
     def _receipt_body(self, message_id: str, source: str, dest: str, stat: str, err: str, digits: int,
                       tlvs: bool, text: str, submitted: datetime, done: datetime) -> bytes:
@@ -762,6 +794,7 @@ class SMSCSimulator:
             with self._changed:
                 self.deliver_resps.append((sequence, status))
                 self._changed.notify_all()
+            self._deliver_resp(session, sequence, status)
         elif command_id & 0x80000000:
             pass  # enquire_link_resp, unbind_resp, generic_nack: counted above
         else:
@@ -882,7 +915,7 @@ class SMSCSimulator:
         with self._lock:
             self.counters["dlr_sent"] += 1
         if out is not None and session.can_receive:
-            out.append(_pdu(CMD["deliver_sm"], next(session.sequence), body))
+            out.append(self._deliver_pdu(session, body))
         else:
             self._deliver(session.system_id, session, body)
 

@@ -13,8 +13,9 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=200)
         parser.add_argument("--max-seconds", type=float, default=None)
         parser.add_argument("--name", default=None, help="Worker name (default host:pid).")
-        parser.add_argument("--threads", type=int, default=1,
-                            help="Claim/submit/record loops sharing the binds (database work overlaps sends).")
+        parser.add_argument("--threads", type=int, default=2,
+                            help="Claim/submit/record loops sharing the binds, so one loop's database work "
+                                 "overlaps another's submits (default 2).")
 
     def handle(self, *args, batch_size, max_seconds, name, threads, **options):
         from notifications.worker import Sender
@@ -24,3 +25,4 @@ class Command(BaseCommand):
             signal.signal(sig, lambda *_: stopping.append(True))
         sender = Sender(batch_size=batch_size, name=name)
         sender.run(stop=lambda: bool(stopping), max_seconds=max_seconds, threads=threads)
+        self.stdout.write(f"sms_worker {sender.name}: {sender.timing_summary()}")
