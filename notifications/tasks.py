@@ -1,12 +1,25 @@
 """Celery tasks: thin wrappers around the SMS services (see ARCHITECTURE.md)."""
 from __future__ import annotations
 
+import logging
 import time
 
 from celery import shared_task
 from django.conf import settings
+from django.db import connection
+
+log = logging.getLogger(__name__)
 
 _SENDER = None
+
+
+def _sends_here() -> bool:
+    """Sending claims rows with PostgreSQL's SKIP LOCKED and array statements. The first-run
+    SQLite database (make run without DATABASE_URL) queues messages but does not send them."""
+    if connection.vendor == "postgresql":
+        return True
+    log.info("SMS sending needs PostgreSQL (DATABASE_URL); messages stay queued on %s", connection.vendor)
+    return False
 
 
 def _sender():
@@ -24,6 +37,8 @@ def _sender():
 def dispatch() -> None:
     """Send queued messages until none is left or SMS_DISPATCH_SECONDS pass; any number
     of these run at once on any number of hosts (rows are claimed with SKIP LOCKED)."""
+    if not _sends_here():
+        return
     sender = _sender()
     deadline = time.monotonic() + float(getattr(settings, "SMS_DISPATCH_SECONDS", 50))
     idle = 0
@@ -48,6 +63,8 @@ def process_outbox_task() -> None:
 @shared_task(name="notifications.housekeeping", ignore_result=True)
 def housekeeping() -> None:
     """Start scheduled campaigns, complete finished ones, recover crashed sends, match receipts."""
+    if not _sends_here():
+        return
     from . import reports
     from .campaigns import finish_campaigns, start_due_campaigns
     from .worker import recover_stale

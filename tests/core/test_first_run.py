@@ -51,3 +51,26 @@ def test_processes_sharing_the_sqlite_file_wait_instead_of_failing(tmp_path):
                             "AuditEvent; print(AuditEvent.objects.filter(action='first-run.check').count())"],
                            cwd=BASE, env=env, capture_output=True, text=True, timeout=60)
     assert count.stdout.strip() == "450"
+
+
+SMS_TASKS = """
+import django
+django.setup()
+from notifications import tasks
+tasks.dispatch()      # would claim with SKIP LOCKED and array parameters on PostgreSQL
+tasks.housekeeping()
+print("ok", tasks._SENDER is None)
+"""
+
+
+def test_sms_tasks_leave_messages_queued_on_the_first_run_database(tmp_path):
+    """Beat runs the SMS sender every 10 s under make run: on SQLite it must return quietly."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY", "ENCRYPTION_KEY"}}
+    env.update({"DEBUG": "true", "ISP_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "ispcore.settings"})
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE, env=env, check=True,
+                   capture_output=True, timeout=300)
+    run = subprocess.run([sys.executable, "-c", SMS_TASKS], cwd=BASE, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "ok True"
+    assert "SMS sending needs PostgreSQL" in run.stderr
