@@ -15,5 +15,5 @@ class PackageAdmin(ScopedAdmin):
 @admin.register(PriceListEntry)
 class PriceListEntryAdmin(ScopedAdmin):
     tenant_field = None
-    list_display = ["node", "package", "node_price", "customer_price", "is_active"]
+    list_display = ["node", "package", "node_price", "customer_price", "minute_price", "is_active"]
     list_select_related = ["node", "package"]

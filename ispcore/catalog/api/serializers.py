@@ -1,3 +1,4 @@
+from django.db import transaction
 from rest_framework import serializers
 
 from ispcore.api.base import ServiceSerializer
@@ -37,10 +38,13 @@ class PriceListEntrySerializer(ServiceSerializer):
     node_price = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0)
     customer_price = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0)
     commission = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
+    minute_price = serializers.DecimalField(
+        max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True,
+        help_text="Per-minute reseller billing: what this node pays per active customer-minute (null: not billed).")
 
     class Meta:
         model = PriceListEntry
-        fields = ["id", "node", "package", "node_price", "customer_price", "commission", "is_active"]
+        fields = ["id", "node", "package", "node_price", "customer_price", "commission", "minute_price", "is_active"]
         read_only_fields = ["is_active"]
         validators = []  # (node, package) uniqueness is an upsert in the service
 
@@ -52,11 +56,24 @@ class PriceListEntrySerializer(ServiceSerializer):
         return node
 
     def service_create(self, data, *, actor):
-        return services.set_price(actor=actor, **data)
+        minute = data.pop("minute_price", None)
+        with transaction.atomic():  # the price and its per-minute rate, or neither
+            entry = services.set_price(actor=actor, **data)
+            if minute is not None:
+                entry = services.set_minute_price(actor=actor, node=entry.node, package=entry.package,
+                                                  minute_price=minute)
+        return entry
 
     def service_update(self, instance, data, *, actor):
-        return services.set_price(
-            actor=actor, node=data.get("node", instance.node), package=data.get("package", instance.package),
-            node_price=data.get("node_price", instance.node_price),
-            customer_price=data.get("customer_price", instance.customer_price),
-        )
+        with transaction.atomic():
+            entry = instance
+            if {"node", "package", "node_price", "customer_price"} & set(data):
+                entry = services.set_price(
+                    actor=actor, node=data.get("node", instance.node), package=data.get("package", instance.package),
+                    node_price=data.get("node_price", instance.node_price),
+                    customer_price=data.get("customer_price", instance.customer_price),
+                )
+            if "minute_price" in data:
+                entry = services.set_minute_price(actor=actor, node=entry.node, package=entry.package,
+                                                  minute_price=data["minute_price"])
+        return entry
