@@ -7,6 +7,7 @@
     POST send/                  single ({"to"}) or bulk ({"numbers"}); header Idempotency-Key
     GET|POST preview/           {encoding, parts, characters, cost...} for a text (the live counter)
     GET  balance/               SMS credit, held amount, price per part
+    GET  stats/                 sent/delivered/undelivered/cost, ?group_by=campaign|user|group|day
     GET|PUT webhook/            the tenant's delivery-status webhook
 """
 from django.urls import include, path
@@ -19,6 +20,7 @@ from .views import (
     MessageViewSet,
     PreviewView,
     SendView,
+    StatsView,
     TemplateViewSet,
     WebhookView,
 )
@@ -33,6 +35,7 @@ urlpatterns = [
     path("send/", SendView.as_view(), name="sms-send"),
     path("preview/", PreviewView.as_view(), name="sms-preview"),
     path("balance/", BalanceView.as_view(), name="sms-balance"),
+    path("stats/", StatsView.as_view(), name="sms-stats"),
     path("webhook/", WebhookView.as_view(), name="sms-webhook"),
     path("", include(router.urls)),
 ]

@@ -265,6 +265,45 @@ class BalanceView(APIView):
                          "route": route.name if route else None, "pending": by_state})
 
 
+class StatsView(APIView):
+    """Sent / delivered / undelivered / pending messages, parts and net cost of the messages the
+    caller may see: ``?group_by=campaign|user|group|day`` (none: one total row),
+    ``?campaign=<id>``, ``?since=`` / ``?until=`` (ISO dates or times, tenant time zone)."""
+
+    def get(self, request):
+        from django.utils import timezone
+        from django.utils.dateparse import parse_date, parse_datetime
+
+        from ..selectors import message_stats
+
+        if not reads_sms(request.user):
+            raise exceptions.PermissionDenied("You may not see SMS statistics.")
+        tenant = acting_tenant(request)
+
+        def moment(name):
+            raw = request.query_params.get(name)
+            if not raw:
+                return None
+            value = parse_datetime(raw)
+            if value is None and parse_date(raw) is not None:
+                day = parse_date(raw)
+                value = timezone.datetime(day.year, day.month, day.day)
+            if value is None:
+                raise exceptions.ValidationError({name: "Give an ISO date or date-time."})
+            return value if timezone.is_aware(value) else timezone.make_aware(value, tenant.tzinfo)
+
+        campaign = request.query_params.get("campaign")
+        if campaign is not None and not campaign.isdigit():
+            raise exceptions.ValidationError({"campaign": "A campaign id."})
+        try:
+            rows = message_stats(Message.objects.visible_to(request.user), tenant_id=tenant.pk,
+                                 campaign_id=int(campaign) if campaign else None, since=moment("since"),
+                                 until=moment("until"), group_by=request.query_params.get("group_by") or None)
+        except ValueError as exc:
+            raise exceptions.ValidationError({"group_by": str(exc)}) from None
+        return Response({"tenant": tenant.pk, "currency": tenant.currency, "rows": rows})
+
+
 class WebhookView(APIView):
     """GET / PUT the tenant's delivery-status webhook (admin only). The secret is write-only."""
 

@@ -189,3 +189,25 @@ def test_campaign_create_start_and_progress(env, sim):
     assert client(users["single"]).post(f"/api/v1/sms/campaigns/{campaign.pk}/resume/").status_code == 403
     assert api.post(f"/api/v1/sms/campaigns/{campaign.pk}/cancel/").json()["status"] == "cancelled"
     assert credit.held(tenant.pk) == Decimal("0.00")
+
+
+def test_statistics_per_user_and_day_with_visibility(env):
+    su, tenant, route, users = env
+    admin, bulk = client(users["admin"]), client(users["bulk"])
+    assert admin.post("/api/v1/sms/send/", {"to": "01711000401", "text": "one part"}, format="json",
+                      HTTP_IDEMPOTENCY_KEY="s1").status_code == 201
+    assert bulk.post("/api/v1/sms/send/", {"numbers": ["01711000402", "01711000403"], "text": "নতুন অফার"},
+                     format="json", HTTP_IDEMPOTENCY_KEY="s2").status_code == 201
+    total = admin.get("/api/v1/sms/stats/")
+    assert total.status_code == 200, total.content
+    [row] = total.json()["rows"]
+    assert (row["messages"], row["parts"], row["pending"], row["delivered"]) == (3, 3, 3, 0)
+    by_user = {r["created_by_id"]: r["messages"] for r in admin.get("/api/v1/sms/stats/?group_by=user").json()["rows"]}
+    assert by_user == {users["admin"].pk: 1, users["bulk"].pk: 2}
+    by_day = admin.get("/api/v1/sms/stats/?group_by=day&since=2000-01-01").json()["rows"]
+    assert len(by_day) == 1
+    assert admin.get("/api/v1/sms/stats/?since=2999-01-01").json()["rows"][0]["messages"] == 0
+    assert admin.get("/api/v1/sms/stats/?group_by=colour").status_code == 400
+    assert admin.get("/api/v1/sms/stats/?since=yesterday").status_code == 400
+    assert client(users["none"]).get("/api/v1/sms/stats/").status_code == 403
+    assert client(users["viewer"]).get("/api/v1/sms/stats/").status_code == 200
