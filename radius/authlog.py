@@ -36,6 +36,18 @@ COLUMNS = ("tenant_id", "nas_ip_address", "username", "customer_id", "accepted",
            "calling_station_id", "created_at")
 
 
+def _clean_rows(batch):
+    """Rows for the auth-log table: text bounded and NUL-free, so no row can be refused by its columns."""
+    fromts = datetime.fromtimestamp
+    for tenant, nas_ip, username, customer, accepted, reason, method, calling, ts in batch:
+        if "\x00" in username:
+            username = username.replace("\x00", "")
+        if "\x00" in calling:
+            calling = calling.replace("\x00", "")
+        yield (tenant, nas_ip, username[:253], customer, accepted, reason[:32], method[:16], calling[:64],
+               fromts(ts, UTC))
+
+
 class AuthLogWriter:
     """Buffer decisions, write them in batches with COPY from a thread of its own."""
 
@@ -111,18 +123,17 @@ class AuthLogWriter:
         count = len(batch)
         started = time.perf_counter()
         try:
-            with transaction.atomic(), connection.cursor() as cursor, cursor.copy(
-                f"COPY radius_authlog ({', '.join(COLUMNS)}) FROM STDIN"
-            ) as copy:
-                fromts = datetime.fromtimestamp
-                for tenant, nas_ip, username, customer, accepted, reason, method, calling, ts in batch:
-                    # text bounded and NUL-free here, so no row can be refused by its columns
-                    if "\x00" in username:
-                        username = username.replace("\x00", "")
-                    if "\x00" in calling:
-                        calling = calling.replace("\x00", "")
-                    copy.write_row((tenant, nas_ip, username[:253], customer, accepted, reason[:32], method[:16],
-                                    calling[:64], fromts(ts, UTC)))
+            if connection.vendor == "postgresql":
+                with transaction.atomic(), connection.cursor() as cursor, cursor.copy(
+                    f"COPY radius_authlog ({', '.join(COLUMNS)}) FROM STDIN"
+                ) as copy:
+                    for row in _clean_rows(batch):
+                        copy.write_row(row)
+            else:  # the first-run SQLite database (make run without DATABASE_URL) has no COPY
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.executemany(
+                        f"INSERT INTO radius_authlog ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})",
+                        list(_clean_rows(batch)))
         except (DatabaseError, psycopg.Error) as exc:  # COPY raises psycopg's own errors
             logger.warning("authentication log write of %d rows failed (%s); retrying", count, exc)
             with contextlib.suppress(Exception):

@@ -74,3 +74,28 @@ def test_sms_tasks_leave_messages_queued_on_the_first_run_database(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "ok True"
     assert "SMS sending needs PostgreSQL" in run.stderr
+
+
+AUTH_LOG = """
+import time
+import django
+django.setup()
+from radius.authlog import AuthLogWriter
+from radius.models import AuthLog
+writer = AuthLogWriter()
+writer.log((None, "127.0.0.1", "demo\\x00-pppoe", None, True, "ok", "pap", "AA:BB", time.time()))
+writer.log((None, "127.0.0.1", "nobody", None, False, "unknown_user", "pap", "", time.time()))
+print(writer.flush(), sorted(AuthLog.objects.values_list("username", "accepted")))
+"""
+
+
+def test_radius_auth_log_is_written_on_the_first_run_database(tmp_path):
+    """make run's RADIUS server logs every decision to SQLite too (COPY is PostgreSQL's)."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY", "ENCRYPTION_KEY"}}
+    env.update({"DEBUG": "true", "ISP_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "ispcore.settings"})
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE, env=env, check=True,
+                   capture_output=True, timeout=300)
+    run = subprocess.run([sys.executable, "-c", AUTH_LOG], cwd=BASE, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "2 [('demo-pppoe', True), ('nobody', False)]"
