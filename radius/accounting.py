@@ -32,13 +32,15 @@ import os
 import queue
 import threading
 import time
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 
 import psycopg
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from .models import AccountingSession
@@ -112,11 +114,11 @@ def _new_session(r: AcctRecord) -> dict:
     }
 
 
-def apply_batch(records: list[AcctRecord]) -> set[int]:
+def apply_batch(records: list[AcctRecord]) -> Touched:
     """Write records in one transaction (call inside ``transaction.atomic``).
 
     Returns the customer ids whose open sessions or usage changed."""
-    touched: set[int] = set()
+    touched = Touched()
     segment: list[AcctRecord] = []
     for record in records:
         if record.status in (ON, OFF):
@@ -129,9 +131,9 @@ def apply_batch(records: list[AcctRecord]) -> set[int]:
     return touched
 
 
-def _apply_sessions(records: list[AcctRecord]) -> set[int]:
+def _apply_sessions(records: list[AcctRecord]) -> Touched:
     if not records:
-        return set()
+        return Touched()
     uids = sorted({r.unique_id for r in records})
     states: dict[str, dict] = {
         row["unique_id"]: row
@@ -148,12 +150,52 @@ def _apply_sessions(records: list[AcctRecord]) -> set[int]:
     return touched
 
 
-def _plan(records: list[AcctRecord], states: dict[str, dict]) -> tuple[list[dict], dict, set[int]]:
+class Touched(set):
+    """The customers a batch touched (a set of ids), and among them ``sessions``: those
+    whose number of open sessions may have changed (a session opened or closed). An
+    Interim-Update only moves usage, so it needs no open-session count afterwards."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.sessions: set[int] = set()
+
+    def __ior__(self, other):
+        super().__ior__(other)
+        self.sessions |= getattr(other, "sessions", other)
+        return self
+
+
+_ZONES: dict[int, tuple[float, tzinfo]] = {}
+_ZONE_TTL = 300.0
+
+
+def tenant_zone(tenant_id: int) -> tzinfo:
+    """The tenant's time zone (it decides which day usage counts for), cached for
+    five minutes; the server's zone if the tenant is unknown."""
+    cached = _ZONES.get(tenant_id)
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    from ispcore.accounts.models import Tenant
+
+    name = Tenant.objects.filter(pk=tenant_id).values_list("timezone", flat=True).first()
+    try:
+        zone: tzinfo = zoneinfo.ZoneInfo(name) if name else timezone.get_default_timezone()
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = timezone.get_default_timezone()
+    _ZONES[tenant_id] = (now + _ZONE_TTL, zone)
+    return zone
+
+
+def _plan(records: list[AcctRecord], states: dict[str, dict]) -> tuple[list[dict], dict, Touched]:
     """Apply the session rules to the locked rows ``states`` (unique_id -> row dict, updated
-    in place): returns the rows to upsert, the daily usage deltas and the customers touched."""
+    in place): returns the rows to upsert, the daily usage deltas (by the day in the
+    tenant's time zone) and the customers touched."""
     changed: set[str] = set()
     usage: dict[tuple[int, int, date], list[int]] = {}
-    touched: set[int] = set()
+    touched = Touched()
+    opened_or_closed = touched.sessions
+    zones: dict[int, tzinfo] = {}
     for r in records:
         state = states.get(r.unique_id)
         if state is None:
@@ -163,6 +205,7 @@ def _plan(records: list[AcctRecord], states: dict[str, dict]) -> tuple[list[dict
             changed.add(r.unique_id)
             if r.customer_id:
                 touched.add(r.customer_id)
+                opened_or_closed.add(r.customer_id)
         if state["stopped_at"] is not None:
             continue  # a duplicate Stop or a late interim: history is final
         event = _dt(r.event_ts)
@@ -188,10 +231,15 @@ def _plan(records: list[AcctRecord], states: dict[str, dict]) -> tuple[list[dict
             state["terminate_cause"] = r.terminate_cause[:64]
             if state["customer_id"]:
                 touched.add(state["customer_id"])
+                opened_or_closed.add(state["customer_id"])
         changed.add(r.unique_id)
         customer_id = state["customer_id"]
         if customer_id and (deltas[0] or deltas[1] or deltas[2]):
-            key = (customer_id, state["tenant_id"], timezone.localdate(event))
+            tenant_id = state["tenant_id"]
+            zone = zones.get(tenant_id)
+            if zone is None:
+                zone = zones[tenant_id] = tenant_zone(tenant_id)
+            key = (customer_id, tenant_id, event.astimezone(zone).date())
             acc = usage.setdefault(key, [0, 0, 0])
             acc[0] += deltas[1]
             acc[1] += deltas[2]
@@ -272,22 +320,21 @@ def _usage_arrays(usage: dict[tuple[int, int, date], list[int]]) -> list[list]:
     return [list(col) for col in zip(*[(c, t, d, i, o, t2) for (c, t, d), (i, o, t2) in rows], strict=True)]
 
 
-def write_batch_pipelined(records: list[AcctRecord]) -> tuple[set[int], dict[int, int]]:
+def write_batch_pipelined(records: list[AcctRecord]) -> Touched:
     """Write a batch of session records (no Accounting-On/Off) in one transaction with
     two round trips to PostgreSQL, using psycopg's pipeline mode on the writer's own
     connection: (1) BEGIN + lock and read the sessions; (2) upsert the sessions, add
-    the daily usage, COMMIT, and count the open sessions of the customers touched.
+    the daily usage, COMMIT.
 
-    Returns ``(customers touched, {customer id: open sessions})``; the counts are read
-    after the commit. Raises psycopg errors (the transaction is rolled back first)."""
+    Returns the customers touched. Raises psycopg errors (the transaction is rolled
+    back first)."""
     connection.ensure_connection()
     raw = connection.connection
     uids = sorted({r.unique_id for r in records})
     columns = ("unique_id", *_SESSION_FIELDS)
     cursor = psycopg.Cursor(raw)  # server-side binding, so the statements can be prepared
-    counts_cursor = psycopg.Cursor(raw)
     try:
-        with raw.pipeline() as pipeline:
+        with raw.pipeline():
             cursor.execute("BEGIN")
             cursor.execute(_SELECT_SQL, [uids], prepare=True, binary=True)
             states = {row[0]: dict(zip(columns, row, strict=True)) for row in cursor.fetchall()}
@@ -302,10 +349,6 @@ def write_batch_pipelined(records: list[AcctRecord]) -> tuple[set[int], dict[int
             if usage:
                 cursor.execute(_USAGE_SQL, _usage_arrays(usage), prepare=True, binary=True)
             cursor.execute("COMMIT")
-            if touched:
-                counts_cursor.execute(_OPEN_COUNTS_SQL, [sorted(touched)], prepare=True, binary=True)
-            pipeline.sync()
-            counts = dict(counts_cursor.fetchall()) if touched else {}
     except BaseException:
         with contextlib.suppress(Exception):
             if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -313,8 +356,27 @@ def write_batch_pipelined(records: list[AcctRecord]) -> tuple[set[int], dict[int
         raise
     finally:
         cursor.close()
-        counts_cursor.close()
-    return touched, {cid: counts.get(cid, 0) for cid in touched}
+    return touched
+
+
+def open_session_counts(customer_ids: list[int]) -> dict[int, int]:
+    """Open sessions per customer, as committed now (0 for those with none)."""
+    if not customer_ids:
+        return {}
+    counts: dict[int, int] = {}
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(_OPEN_COUNTS_SQL, [customer_ids], prepare=True, binary=True)
+            counts = dict(cursor.fetchall())
+    else:
+        for start in range(0, len(customer_ids), 500):
+            counts.update(
+                AccountingSession.objects.filter(customer_id__in=customer_ids[start : start + 500],
+                                                 stopped_at__isnull=True)
+                .values_list("customer_id").annotate(n=Count("id")).values_list("customer_id", "n")
+            )
+    return {cid: counts.get(cid, 0) for cid in customer_ids}
 
 
 def _upsert_sessions(rows: list[dict]) -> None:
@@ -377,10 +439,11 @@ def _add_daily_usage(usage: dict[tuple[int, int, date], list[int]]) -> None:
         cursor.execute(sql, params)
 
 
-def _close_nas_sessions(record: AcctRecord) -> set[int]:
+def _close_nas_sessions(record: AcctRecord) -> Touched:
     event = _dt(record.event_ts)
     open_sessions = AccountingSession.objects.filter(nas_id=record.nas_id, stopped_at__isnull=True, started_at__lte=event)
-    customers = set(open_sessions.exclude(customer_id=None).values_list("customer_id", flat=True))
+    customers = Touched(open_sessions.exclude(customer_id=None).values_list("customer_id", flat=True))
+    customers.sessions |= customers
     cause = "NAS-Reboot" if record.status == ON else "NAS-Request"
     open_sessions.update(stopped_at=event, terminate_cause=cause)
     return customers
@@ -401,24 +464,37 @@ def _run_callbacks(callbacks: list[Callback], ok: bool) -> None:
 
 
 class AccountingWriter:
-    """The group-commit writer thread with its disk spool (see module docstring)."""
+    """The group-commit writer threads with their disk spool (see module docstring).
+
+    ``writers`` threads, each with its own database connection, so one batch is
+    planned and sent while another waits for PostgreSQL. A record goes to the
+    writer chosen by its session (``unique_id``), so the records of one session
+    are written by one thread, in order; Accounting-On/Off go to the first."""
 
     def __init__(
         self,
         *,
         spool_path: Path,
-        on_commit: Callable[[set[int], dict[int, int] | None], None] | None = None,
+        on_commit: Callable[[Touched, dict[int, int]], None] | None = None,
         batch_max: int = 1000,
         metrics=None,
+        writers: int = 2,
     ) -> None:
         self.spool_path = Path(spool_path)
         self.on_commit = on_commit
         self.batch_max = batch_max
         self.metrics = metrics
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self.writers = max(1, int(writers))
+        self._queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(self.writers)]
+        self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._next_replay = 0.0
+        # the spool file is shared: appends, replays and "is there a spool?" decisions
+        # take this lock, so a replay never unlinks a record appended meanwhile
+        self._spool_lock = threading.RLock()
+        # reading open-session counts and handing them to the snapshot is one step under
+        # this lock: the counts applied last are the ones read last
+        self._counts_lock = threading.Lock()
         self.db_ok = True
 
     # -- producer side (event loop thread) -------------------------------
@@ -426,53 +502,65 @@ class AccountingWriter:
     def submit(self, record: AcctRecord, callback: Callback, loop=None) -> None:
         """Queue a record; ``callback(ok)`` runs after its batch is committed (or
         spooled), on ``loop``'s thread when a loop is given (one wake-up per batch)."""
-        self._queue.put((record, callback, loop))
+        queues = self._queues
+        if len(queues) == 1 or not record.unique_id:
+            index = 0
+        else:
+            index = int(record.unique_id[-4:], 16) % len(queues)
+        queues[index].put((record, callback, loop))
 
     # -- lifecycle -------------------------------------------------------
 
     def start(self) -> None:
         self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="radius-acct-writer", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(q,), name=f"radius-acct-writer-{i}", daemon=True)
+            for i, q in enumerate(self._queues)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Flush what is queued, then stop."""
         self._stopping.set()
-        self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        for q in self._queues:
+            q.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []
 
-    # -- writer thread ---------------------------------------------------
+    # -- writer threads --------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, q: queue.SimpleQueue) -> None:
         try:
-            self._loop()
+            self._loop(q)
         finally:
             with contextlib.suppress(Exception):
                 connection.close()
 
-    def _loop(self) -> None:
+    def _loop(self, q: queue.SimpleQueue) -> None:
         while True:
             try:
-                first = self._queue.get(timeout=1.0)
+                first = q.get(timeout=1.0)
             except queue.Empty:
                 first = None
                 if self.spool_path.exists():
-                    self._replay_spool()
+                    with self._spool_lock:
+                        self._replay_spool()
                 if self._stopping.is_set():
                     return
                 continue
             batch = [] if first is None else [first]
             while len(batch) < self.batch_max:
                 try:
-                    item = self._queue.get_nowait()
+                    item = q.get_nowait()
                 except queue.Empty:
                     break
                 if item is not None:
                     batch.append(item)
             self._write(batch)
-            if self._stopping.is_set() and self._queue.empty():
+            if self._stopping.is_set() and q.empty():
                 self._write([])
                 return
 
@@ -480,22 +568,20 @@ class AccountingWriter:
         if not batch and not self.spool_path.exists():
             return
         records = [item[0] for item in batch]
-        if self.spool_path.exists() and not self._replay_spool():
-            self._spool(records)
-            self._finish(batch, True)
-            return
+        if self.spool_path.exists():
+            with self._spool_lock:
+                if not self._replay_spool():
+                    self._spool(records)
+                    self._finish(batch, True)
+                    return
         started = time.perf_counter()
-        open_counts: dict[int, int] | None = None
         try:
-            if connection.vendor == "postgresql" and not any(r.status in (ON, OFF) for r in records):
-                touched, open_counts = write_batch_pipelined(records)
-            else:
-                with transaction.atomic():
-                    touched = apply_batch(records)
+            touched = self._write_records(records)
         except (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
             logger.warning("accounting database unavailable (%s); spooling %d records", exc, len(records))
             self._db_down()
-            self._spool(records)
+            with self._spool_lock:
+                self._spool(records)
             self._finish(batch, True)
             return
         except (DatabaseError, psycopg.Error):
@@ -505,17 +591,35 @@ class AccountingWriter:
             with contextlib.suppress(Exception):
                 connection.close()
             touched = self._write_one_by_one(records)
-            open_counts = None
         self.db_ok = True
         if self.metrics is not None and records:
             self.metrics.inc("acct_commits")
             self.metrics.inc("acct_records", len(records))
             self.metrics.observe("acct_commit_seconds", time.perf_counter() - started)
-        self._after_commit(touched, open_counts)
+        self._after_commit(touched)
         self._finish(batch, True)
 
-    def _write_one_by_one(self, records: list[AcctRecord]) -> set[int]:
-        touched: set[int] = set()
+    @staticmethod
+    def _write_records(records: list[AcctRecord], attempts: int = 3) -> Touched:
+        """One transaction; a deadlock with another writer (possible when two batches
+        create the same new session in a different order) is retried."""
+        for attempt in range(attempts):
+            try:
+                if connection.vendor == "postgresql" and not any(r.status in (ON, OFF) for r in records):
+                    return write_batch_pipelined(records)
+                with transaction.atomic():
+                    return apply_batch(records)
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt == attempts - 1:
+                    raise
+            except OperationalError as exc:
+                if not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected) or attempt == attempts - 1:
+                    raise
+            logger.info("accounting batch hit a deadlock; retrying it")
+        raise AssertionError("unreachable")
+
+    def _write_one_by_one(self, records: list[AcctRecord]) -> Touched:
+        touched = Touched()
         refused = []
         for record in records:
             try:
@@ -523,24 +627,31 @@ class AccountingWriter:
                     touched |= apply_batch([record])
             except (OperationalError, InterfaceError):
                 self._db_down()
-                self._spool([record])
+                with self._spool_lock:
+                    self._spool([record])
             except DatabaseError:
                 logger.exception("accounting record refused by the database: %r", record)
                 refused.append(record)
         if refused:
-            self._spool(refused, path=self.spool_path.with_suffix(".refused.jsonl"))
+            with self._spool_lock:
+                self._spool(refused, path=self.spool_path.with_suffix(".refused.jsonl"))
             if self.metrics is not None:
                 self.metrics.inc("acct_refused", len(refused))
         return touched
 
-    def _after_commit(self, touched: set[int], open_counts: dict[int, int] | None = None) -> None:
-        """Before the replies go out: the snapshot learns the new open-session counts
-        (read in the commit's round trip when ``open_counts`` is given) and usage."""
-        if touched and self.on_commit is not None:
-            try:
-                self.on_commit(touched, open_counts)
-            except Exception:
-                logger.warning("after-commit usage refresh failed", exc_info=True)
+    def _after_commit(self, touched: set[int]) -> None:
+        """Before the replies go out: the snapshot learns the open-session counts of the
+        customers whose sessions opened or closed (read now, after the commit) and which
+        customers' usage moved."""
+        if not touched or self.on_commit is None:
+            return
+        sessions = getattr(touched, "sessions", touched)
+        try:
+            with self._counts_lock:
+                counts = open_session_counts(sorted(sessions)) if sessions else {}
+                self.on_commit(touched, counts)
+        except Exception:
+            logger.warning("after-commit usage refresh failed", exc_info=True)
 
     def _db_down(self) -> None:
         self.db_ok = False
@@ -576,7 +687,8 @@ class AccountingWriter:
             self.metrics.inc("acct_spooled", len(records))
 
     def _replay_spool(self) -> bool:
-        """Replay the spool in order; True when it is empty afterwards.
+        """Replay the spool in order; True when it is empty afterwards (call with
+        ``_spool_lock`` held).
 
         After a failure the next attempt waits a second, so a long outage under
         load does not re-read the growing spool for every batch."""
@@ -596,7 +708,7 @@ class AccountingWriter:
             except (ValueError, TypeError):
                 logger.error("skipping an unreadable spool line: %r", line[:200])
         try:
-            touched: set[int] = set()
+            touched = Touched()
             with transaction.atomic():
                 for start in range(0, len(records), self.batch_max):
                     touched |= apply_batch(records[start : start + self.batch_max])

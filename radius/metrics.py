@@ -6,10 +6,12 @@ until it is restarted."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
 import time
+from bisect import bisect_left
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -31,19 +33,31 @@ class Metrics:
         hist = self.histograms.get(name)
         if hist is None:
             hist = self.histograms[name] = [[0] * (len(LATENCY_BUCKETS) + 1), 0.0, 0]
-        buckets = hist[0]
-        for i, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                buckets[i] += 1
-                break
-        else:
-            buckets[-1] += 1
+        # first bucket whose bound is >= seconds (the last one: above every bound)
+        hist[0][bisect_left(LATENCY_BUCKETS, seconds)] += 1
         hist[1] += seconds
         hist[2] += 1
 
     def as_dict(self) -> dict:
         return {"counters": dict(self.counters), "histograms": {k: [list(v[0]), v[1], v[2]] for k, v in self.histograms.items()},
                 "pid": os.getpid(), "time": time.time()}
+
+
+def watch_gc(metrics: Metrics):
+    """Time every garbage collection of this process into ``gc_pause_seconds{genN}``:
+    a collection stops every thread, so a long one is a latency spike for every
+    request waiting meanwhile. Returns the callback (to remove from ``gc.callbacks``)."""
+    started = [0.0]
+    perf = time.perf_counter
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = perf()
+        else:
+            metrics.observe(f"gc_pause_seconds{{gen{info['generation']}}}", perf() - started[0])
+
+    gc.callbacks.append(callback)
+    return callback
 
 
 class StatsFileWriter:
@@ -104,9 +118,7 @@ def collect(stats_dir: Path) -> dict:
 def _split(name: str) -> tuple[str, str]:
     if "{" in name and name.endswith("}"):
         base, label = name[:-1].split("{", 1)
-        key = "reason" if base in ("rejects", "drops") else "kind"
-        if base == "drops":
-            key = "cause"
+        key = {"rejects": "reason", "drops": "cause", "gc_pause_seconds": "generation"}.get(base, "kind")
         return base, f'{{{key}="{label}"}}'
     return name, ""
 
@@ -122,15 +134,19 @@ def prometheus_text(data: dict) -> str:
             seen.add(metric)
         lines.append(f"{metric}{labels} {data['counters'][name]}")
     for name, (buckets, total, count) in sorted(data["histograms"].items()):
-        metric = f"radius_{name}"
-        lines.append(f"# TYPE {metric} histogram")
+        base, labels = _split(name)
+        metric = f"radius_{base}"
+        if metric not in seen:
+            lines.append(f"# TYPE {metric} histogram")
+            seen.add(metric)
+        label = labels[1:-1] + "," if labels else ""
         cumulative = 0
         for bound, n in zip(LATENCY_BUCKETS, buckets, strict=False):
             cumulative += n
-            lines.append(f'{metric}_bucket{{le="{bound}"}} {cumulative}')
-        lines.append(f'{metric}_bucket{{le="+Inf"}} {count}')
-        lines.append(f"{metric}_sum {total}")
-        lines.append(f"{metric}_count {count}")
+            lines.append(f'{metric}_bucket{{{label}le="{bound}"}} {cumulative}')
+        lines.append(f'{metric}_bucket{{{label}le="+Inf"}} {count}')
+        lines.append(f"{metric}_sum{labels} {total}")
+        lines.append(f"{metric}_count{labels} {count}")
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+import socket
 import struct
 
 from .dictionary import load_dictionary
@@ -43,6 +44,7 @@ AttrKey = int | tuple[int, int]
 
 _HEAD = struct.Struct("!BBH")
 _U32 = struct.Struct("!I")
+_inet_ntoa = socket.inet_ntoa
 
 
 class PacketError(ValueError):
@@ -89,7 +91,7 @@ class Packet:
         value = self.get(key)
         if value is None or len(value) != 4:
             return None
-        return str(ipaddress.IPv4Address(value))
+        return _inet_ntoa(value)
 
 
 def decode(data: bytes) -> Packet:

@@ -21,7 +21,7 @@ from django.db import connections
 
 from .accounting import AccountingWriter
 from .authlog import AuthLogWriter
-from .metrics import Metrics, StatsFileWriter, serve_metrics
+from .metrics import Metrics, StatsFileWriter, serve_metrics, watch_gc
 from .server import RadiusServer
 from .snapshot import Snapshot, publish_usage
 from .worker_main import main as worker_main
@@ -48,6 +48,7 @@ class WorkerOptions:
     dedup_ttl: float = 10.0
     auth_log: str = "all"
     batch_max: int = 1000
+    acct_writers: int = 2
     state_dir: Path = field(default_factory=var_dir)
     reuse_port: bool = True
 
@@ -61,6 +62,7 @@ class WorkerOptions:
             "dedup_ttl": setting("RADIUS_DEDUP_TTL", 10.0),
             "auth_log": setting("RADIUS_AUTH_LOG", "all"),
             "batch_max": setting("RADIUS_BATCH_MAX", 1000),
+            "acct_writers": setting("RADIUS_ACCT_WRITERS", 2),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -79,6 +81,7 @@ class Worker:
             on_commit=self._on_commit,
             batch_max=options.batch_max,
             metrics=self.metrics,
+            writers=options.acct_writers,
         )
         self.auth_log = AuthLogWriter(max_buffer=setting("RADIUS_AUTH_LOG_BUFFER", 50_000), metrics=self.metrics)
         self.stats = StatsFileWriter(self.metrics, state / "stats" / f"worker-{options.index}.json")
@@ -93,9 +96,10 @@ class Worker:
         self._stopped: asyncio.Event | None = None
 
     def _on_commit(self, customer_ids: set[int], open_counts: dict[int, int] | None = None) -> None:
-        ids = sorted(customer_ids)
-        self.snapshot.refresh_usage(ids, open_counts)
-        publish_usage(ids)
+        changed = self.snapshot.refresh_usage(sorted(customer_ids), open_counts)
+        # other workers need to hear only of what changed in a snapshot: open-session
+        # counts and quota usage, not every Interim-Update of a customer without a quota
+        publish_usage(changed)
 
     def prepare(self) -> None:
         if self.sync:
@@ -144,6 +148,7 @@ class Worker:
         # waiting for the GIL gets it after this interval (CPython's default: 5 ms), so
         # the event loop thread is never held up longer than this by them.
         sys.setswitchinterval(setting("RADIUS_GIL_SWITCH_INTERVAL", 0.0005))
+        watch_gc(self.metrics)
         self.prepare()
         loop = asyncio.new_event_loop()
         try:

@@ -357,23 +357,27 @@ class Snapshot:
             self.customers, self.by_id = customers, by_id
             self.generation += 1
 
-    def refresh_usage(self, customer_ids: list[int], open_counts: dict[int, int] | None = None) -> None:
+    def refresh_usage(self, customer_ids: list[int], open_counts: dict[int, int] | None = None) -> list[int]:
         """Reload open-session counts and quota usage of some customers (2 queries).
 
         ``open_counts`` (customer id -> open sessions, read by the caller after its
         commit) sets the counts without a query; only customers with a quota are
-        then reloaded (their usage)."""
+        then reloaded (their usage). Returns the ids whose counts or usage were
+        refreshed (with ``open_counts``: those in it and those with a quota)."""
         entries = [self.by_id[c] for c in customer_ids if c in self.by_id]
-        if open_counts is not None:
-            quota = []
-            for e in entries:
-                if e.data_quota_bytes or e.time_quota_seconds:
-                    quota.append(e)
-                elif e.id in open_counts:
-                    e.open_sessions = open_counts[e.id]
-            entries = quota
-        if entries:
-            self._apply_usage(entries)
+        if open_counts is None:
+            if entries:
+                self._apply_usage(entries)
+            return list(customer_ids)
+        quota = []
+        for e in entries:
+            if e.data_quota_bytes or e.time_quota_seconds:
+                quota.append(e)
+            elif e.id in open_counts:
+                e.open_sessions = open_counts[e.id]
+        if quota:
+            self._apply_usage(quota)
+        return sorted(set(open_counts) | {e.id for e in quota})
 
     @staticmethod
     def _nas_entry(nas) -> NasEntry:
