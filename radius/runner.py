@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -113,6 +114,11 @@ class Worker:
                 # Without a first snapshot there is nothing to answer from.
                 logger.exception("cannot load the RADIUS snapshot; retrying in 2 s")
                 time.sleep(2)
+        if self.snapshot.freeze_gc:
+            # start serving with no garbage and everything loaded so far (Django,
+            # the snapshot) outside the collector's reach (see Snapshot._loaded)
+            gc.collect()
+            gc.freeze()
         self.writer.start()
         self.auth_log.start()
         self.stats.start()
@@ -149,6 +155,7 @@ class Worker:
         # the event loop thread is never held up longer than this by them.
         sys.setswitchinterval(setting("RADIUS_GIL_SWITCH_INTERVAL", 0.0005))
         watch_gc(self.metrics)
+        self.snapshot.freeze_gc = setting("RADIUS_GC_FREEZE", True)
         self.prepare()
         loop = asyncio.new_event_loop()
         try:

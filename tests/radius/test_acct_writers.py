@@ -240,3 +240,30 @@ def test_the_expired_duplicate_generation_is_freed_in_chunks(world, tmp_path):
             time.sleep(0.01)
         assert not expired
         assert len(steps) == 5 and steps[0] == 10_000  # 2,000 entries a step, between datagrams
+
+
+def test_snapshot_loads_are_kept_out_of_the_collectors_reach(world):
+    """radiusd's snapshot: no collection walks the entries while they are built, and
+    afterwards they are frozen (in no generation), with the collector enabled again."""
+    from radius.snapshot import Snapshot
+
+    snapshot = Snapshot()
+    snapshot.freeze_gc = True
+    started = []
+
+    def callback(phase, info):
+        if phase == "start":
+            started.append(info["generation"])
+
+    gc.callbacks.append(callback)
+    try:
+        snapshot.load_all()
+        snapshot.reload_customers([world["alice"].id])
+        entry = snapshot.customers[(world["tenant"].id, "alice")]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0
+        assert not any(obj is entry for obj in gc.get_objects())
+    finally:
+        gc.callbacks.remove(callback)
+        gc.unfreeze()
+    assert started == []
