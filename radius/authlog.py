@@ -2,12 +2,16 @@
 ``radius_authlog`` row, written by its own thread over its own database
 connection, so neither the event loop nor the accounting writer waits for it.
 
-The event loop appends one compact tuple per decision (:meth:`AuthLogWriter.log`,
-no Django model instance, no lock: ``deque.append`` is atomic). The writer
+On PostgreSQL the event loop formats each decision straight into one line of
+``COPY`` text (:meth:`AuthLogWriter.log`: one f-string, text escaped only in the
+rare case it needs it, no lock: ``deque.append`` is atomic), and the writer
 thread takes what has accumulated every ``interval`` seconds (or sooner when
-``flush_rows`` are waiting) and writes it with one ``COPY`` in one transaction.
-Small, frequent COPYs: formatting the rows is Python holding the GIL, and a
-long burst of it would show in the event loop's latency.
+``flush_rows`` are waiting), joins it and sends it with one ``COPY`` in one
+transaction. The writer thread thus does no per-row Python work: formatting
+thousands of rows there held the interpreter lock for milliseconds at a time,
+and the event loop waited for it (p99 at 22,000 Access-Requests/s went from
+0.9 ms without the log to 7.6 ms with it). The first-run SQLite database has no
+COPY: there rows stay tuples written with ``executemany``.
 
 The buffer is bounded (``max_buffer`` rows): when the database is slower than
 the decisions for long enough, or unreachable, the oldest unwritten rows are
@@ -48,11 +52,45 @@ def _clean_rows(batch):
                fromts(ts, UTC))
 
 
+def copy_text(value: str, limit: int) -> str:
+    """``value`` cut to ``limit`` characters, NULs dropped, escaped for COPY's text format.
+
+    The common case (printable, no backslash) is two C calls and a slice."""
+    if value.isprintable() and "\\" not in value:
+        return value[:limit]
+    value = value.replace("\x00", "")[:limit]
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+class _Stamp:
+    """POSIX time -> timestamptz text in UTC; the seconds part is formatted once a second."""
+
+    __slots__ = ("prefix", "second")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def __call__(self, ts: float) -> str:
+        second = int(ts)
+        if second != self.second:
+            self.second = second
+            self.prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+        return f"{self.prefix}.{int((ts - second) * 1_000_000):06d}+00"
+
+
+def _null(value) -> str:
+    return "\\N" if value is None else str(value)
+
+
 class AuthLogWriter:
     """Buffer decisions, write them in batches with COPY from a thread of its own."""
 
     def __init__(self, *, max_buffer: int = 50_000, interval: float = 0.05, flush_rows: int = 2000,
-                 metrics=None) -> None:
+                 metrics=None, copy: bool | None = None) -> None:
+        #: True: rows are buffered as COPY text lines (PostgreSQL); False: as tuples.
+        self.copy = connection.vendor == "postgresql" if copy is None else copy
+        self._stamp = _Stamp()
         self.max_buffer = max_buffer
         self.interval = interval
         self.flush_rows = flush_rows
@@ -68,6 +106,11 @@ class AuthLogWriter:
 
     def log(self, row: tuple) -> None:
         """Queue one row (see :data:`COLUMNS`); never blocks."""
+        if self.copy:
+            tenant, nas_ip, username, customer, accepted, reason, method, calling, ts = row
+            row = (f"{_null(tenant)}\t{_null(nas_ip)}\t{copy_text(username, 253)}\t{_null(customer)}\t"
+                   f"{'t' if accepted else 'f'}\t{copy_text(reason, 32)}\t{copy_text(method, 16)}\t"
+                   f"{copy_text(calling, 64)}\t{self._stamp(ts)}\n")
         rows = self._rows
         if len(rows) >= self.max_buffer:
             with contextlib.suppress(IndexError):  # the writer may have emptied it meanwhile
@@ -123,12 +166,11 @@ class AuthLogWriter:
         count = len(batch)
         started = time.perf_counter()
         try:
-            if connection.vendor == "postgresql":
+            if self.copy:
                 with transaction.atomic(), connection.cursor() as cursor, cursor.copy(
                     f"COPY radius_authlog ({', '.join(COLUMNS)}) FROM STDIN"
                 ) as copy:
-                    for row in _clean_rows(batch):
-                        copy.write_row(row)
+                    copy.write("".join(batch))
             else:  # the first-run SQLite database (make run without DATABASE_URL) has no COPY
                 with transaction.atomic(), connection.cursor() as cursor:
                     cursor.executemany(

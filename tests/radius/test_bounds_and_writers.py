@@ -122,6 +122,21 @@ def test_auth_log_long_or_nul_text_is_cut_not_refused(world):
         ("nulname", ""), ("x" * 253, "ab" + "c" * 62)]
 
 
+def test_auth_log_text_with_copy_special_characters_is_stored_exactly(world):
+    """Rows go to COPY as text lines formatted on the event loop: tabs, newlines,
+    backslashes (and a literal \\N or \\.) in what a NAS sent must arrive unchanged."""
+    writer = AuthLogWriter()
+    assert writer.copy  # PostgreSQL: COPY text lines
+    names = ["tab\there", "new\nline", "back\\slash\\N", "cr\rx", "বাংলা-গ্রাহক", "\\.", "\\N", "end\\"]
+    now = time.time()
+    for name in names:
+        writer.log((None, None, name, None, True, "ok", "pap", name[:10], now))
+    assert writer.flush() == len(names)
+    rows = sorted(AuthLog.objects.values_list("username", "calling_station_id", "customer_id", "nas_ip_address"))
+    assert rows == sorted((name, name[:10], None, None) for name in names)
+    assert {abs(t.timestamp() - now) < 1e-5 for t in AuthLog.objects.values_list("created_at", flat=True)} == {True}
+
+
 def test_auth_log_write_failure_keeps_the_rows_for_the_next_flush(world):
     writer = AuthLogWriter(max_buffer=100)
     writer._stopping.set()  # no 1 s back-off after a failure in this test
