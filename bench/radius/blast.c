@@ -99,7 +99,7 @@ static void *xcalloc(size_t n, size_t size)
 struct opts {
     const char *target, *source, *secret, *label, *kind, *packets;
     int nsock, window, retries, verify, verbose, user_timestamps;
-    double rate, duration, timeout, spin_us;
+    double rate, duration, timeout, spin_us, tick_us;
 };
 
 static void usage(void)
@@ -110,6 +110,9 @@ static void usage(void)
             "             [--secret S | --no-verify] [--label L] [--kind K] [--spin-us US]\n"
             "             [--user-timestamps] [--verbose]\n"
             "--spin-us: with --rate, busy-wait at most this long before a due time (default 50)\n"
+            "--tick-us: with --rate, wake at most once per this many us and send all that is due (default 100;\n"
+            "           0 = wake for every request). Fewer wake-ups leave the core to the rest of the machine;\n"
+            "           latency is still measured from each request's due time\n"
             "--user-timestamps: time replies when read, as loadgen.py's Python loop does, instead\n"
             "                   of by the kernel's receive timestamp (SO_TIMESTAMPNS)\n"
             "--verbose: with --rate, how far behind its due time each request left (stderr)\n");
@@ -150,6 +153,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
         {"secret", required_argument, 0, 'S'},   {"no-verify", no_argument, 0, 'V'},
         {"label", required_argument, 0, 'l'},    {"kind", required_argument, 0, 'k'},
         {"packets", required_argument, 0, 'p'},  {"spin-us", required_argument, 0, 'u'},
+        {"tick-us", required_argument, 0, 1001},
         {"verbose", no_argument, 0, 'v'},        {"user-timestamps", no_argument, 0, 'U'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -165,6 +169,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
     o->verify = 1;
     o->timeout = 3.0;
     o->spin_us = 50.0;
+    o->tick_us = 100.0;
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
@@ -182,6 +187,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
         case 'k': o->kind = optarg; break;
         case 'p': o->packets = optarg; break;
         case 'u': o->spin_us = parse_double(optarg, "spin-us"); break;
+        case 1001: o->tick_us = parse_double(optarg, "tick-us"); break;
         case 'v': o->verbose = 1; break;
         case 'U': o->user_timestamps = 1; break;
         default: usage();
@@ -577,6 +583,8 @@ int main(int argc, char **argv)
     const ns_t timeout = (ns_t)(o->timeout * 1e9 + 0.5);
     const ns_t spin_max = (ns_t)(o->spin_us * 1e3 + 0.5);
     ns_t early = spin_max < 20000 ? spin_max : 20000;  /* wake this long before a due time, then spin */
+    const ns_t tick = (ns_t)(o->tick_us * 1e3 + 0.5);
+    ns_t last_wake = 0;
     long lost = 0, retransmits = 0, stalled = 0, late = 0, nxt = 0, refused = 0;
     ns_t spun = 0;  /* busy-waiting before due times: part of loadgen_cpu_s */
     int stopped = 0;
@@ -718,6 +726,19 @@ int main(int argc, char **argv)
             while (s1 < due && due - s1 <= early)
                 s1 = now_ns();
             spun += s1 - s0;
+            continue;
+        }
+        if (tick > 0) {
+            /* replies carry the kernel's receive time: read those that are there, then
+             * sleep until `due`, but wake at most once a tick (what is due by then is
+             * sent together; its lateness counts in the latency from schedule) */
+            poll_replies(E, 0);
+            ns_t target = due > last_wake + tick ? due : last_wake + tick;
+            if (target < wake)
+                wake = target;
+            if (wake > now_ns())
+                sleep_until(wake);
+            last_wake = now_ns();
             continue;
         }
         /* replies carry the kernel's receive time: read those that are there, then
