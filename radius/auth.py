@@ -115,7 +115,7 @@ def check_password(request: Packet, nas: NasEntry, customer: CustomerEntry | Non
         if customer is None:
             return "mschapv2", False
         user = request.get(USER_NAME) or b""
-        return "mschapv2", crypto.mschapv2_verify_hash(user, customer.nt_hash, ms_challenge, ms_response)
+        return "mschapv2", crypto.mschapv2_verify_prepared(user, customer.mschap, ms_challenge, ms_response)
     return "", None
 
 
@@ -248,11 +248,9 @@ def _mschap_attributes(decision: Decision, request: Packet, nas: NasEntry, custo
     response = request.get(MS_CHAP2_RESPONSE)
     challenge = request.get(MS_CHAP_CHALLENGE)
     if decision.accepted:
-        decision.attributes.append(
-            (MS_CHAP2_SUCCESS, crypto.mschapv2_success_hash(user, customer.nt_hash, challenge, response))
-        )
-        nt_response = crypto.parse_ms_chap2_response(response)[3]
-        send, recv = crypto.mppe_key_attributes_hash(nas.secret, request.authenticator, nt_response, customer.nt_hash)
+        success, send, recv = crypto.mschapv2_accept_prepared(
+            user, customer.mschap, challenge, response, nas.secret, request.authenticator)
+        decision.attributes.append((MS_CHAP2_SUCCESS, success))
         decision.attributes.append((MS_MPPE_ENCRYPTION_POLICY, u32(1)))
         decision.attributes.append((MS_MPPE_ENCRYPTION_TYPES, u32(4)))
         decision.attributes.append((MS_MPPE_SEND_KEY, send))
