@@ -94,21 +94,27 @@ class CustomerEntry:
     open_sessions: int = 0
     used_bytes: int = 0
     used_seconds: int = 0
-    #: MD4 of the UTF-16 password, computed on the first MS-CHAPv2 login and kept with the
-    #: entry (a snapshot reload after a password change makes a new entry).
-    _nt_hash: bytes | None = None
+    #: What MS-CHAPv2 needs of the password (:func:`radius.crypto.mschapv2_prepare`: the NT
+    #: hash, its hash and the three DES keys, 56 octets), computed on the first MS-CHAPv2
+    #: login and kept with the entry (a snapshot reload after a password change makes a new
+    #: entry).
+    _mschap: bytes | None = None
 
     @property
     def password_bytes(self) -> bytes:
         return self.password.encode("utf-8")
 
     @property
-    def nt_hash(self) -> bytes:
-        if self._nt_hash is None:
+    def mschap(self) -> bytes:
+        if self._mschap is None:
             from . import crypto
 
-            self._nt_hash = crypto.nt_password_hash(self.password)
-        return self._nt_hash
+            self._mschap = crypto.mschapv2_prepare(crypto.nt_password_hash(self.password))
+        return self._mschap
+
+    @property
+    def nt_hash(self) -> bytes:
+        return self.mschap[:16]
 
 
 def _token_key(token: str) -> bytes:
@@ -249,6 +255,13 @@ def _reply_addresses(customer_ids: list[int]) -> dict[int, list]:
         if attrs:
             normalised[cid] = attrs
     return normalised
+
+
+def _terms(entry: CustomerEntry) -> tuple:
+    """Everything of an entry that comes from the database (not usage, not caches)."""
+    return (entry.tenant_id, entry.username, entry.password, entry.customer_type, entry.status, entry.expires_ts,
+            entry.simultaneous_use, entry.mac_address, entry.static_ip, entry.package_id, entry.package_active,
+            entry.rate_limit, entry.data_quota_bytes, entry.time_quota_seconds, entry.period_start, entry.expires_at)
 
 
 class Snapshot:
@@ -479,6 +492,11 @@ class Snapshot:
                 expires_at=expires_at,
             )
             _apply_package(entry, packages.get(pid))
+            current = self.by_id.get(cid)
+            if current is not None and _terms(current) == _terms(entry):
+                # unchanged: keep the entry in service (and its MS-CHAPv2 values) instead of
+                # a copy, so a full reload of 100,000 customers does not hold two snapshots
+                entry = current
             customers[(tenant_id, username)] = entry
             by_id[cid] = entry
         if tenant_ids is not None and len(self._decrypted) > 2 * len(seen_tokens) + 10000:
@@ -486,9 +504,10 @@ class Snapshot:
             self._decrypted = {t: self._decrypted[t] for t in seen_tokens if t in self._decrypted}
         if by_id:
             addresses = _reply_addresses(list(by_id))
-            for cid, attrs in addresses.items():
-                if cid in by_id:
-                    by_id[cid].addresses = attrs
+            for cid, entry in by_id.items():
+                attrs = addresses.get(cid, ())
+                if entry.addresses != attrs:  # one assignment: a live entry is never seen half-updated
+                    entry.addresses = attrs
             self._apply_usage(list(by_id.values()), tenant_ids)
         return customers, by_id
 

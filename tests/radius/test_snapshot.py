@@ -184,3 +184,22 @@ def test_package_message_format(world):
     subscribers.update_nas(world["nas"], actor=world["super"], coa_port=3799)
     assert next_message(pubsub) == {"tenant": world["tenant"].id, "customers": None, "nas": True}
     pubsub.close()
+
+
+def test_a_full_reload_keeps_unchanged_entries_and_replaces_changed_ones(world):
+    """A reload of 100,000 customers must not hold two snapshots at once: entries whose
+    data did not change stay the same objects (with their MS-CHAPv2 values); a changed
+    customer gets a new entry."""
+    from ispcore.subscribers.models import Customer
+
+    snapshot = Snapshot()
+    snapshot.load_all()
+    tenant = world["tenant"].id
+    alice, burst = snapshot.customers[(tenant, "alice")], snapshot.customers[(tenant, "burst")]
+    prepared = alice.mschap
+    Customer.objects.filter(pk=world["burst"].pk).update(simultaneous_use=3)
+    snapshot.load_all()
+    assert snapshot.customers[(tenant, "alice")] is alice and alice.mschap is prepared
+    assert snapshot.by_id[world["alice"].id] is alice
+    fresh = snapshot.customers[(tenant, "burst")]
+    assert fresh is not burst and fresh.simultaneous_use == 3 and burst.simultaneous_use != 3
