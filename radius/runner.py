@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connections
+from django.db import connection, connections
 
 from .accounting import AccountingWriter
 from .authlog import AuthLogWriter
@@ -82,9 +82,12 @@ class Worker:
             on_commit=self._on_commit,
             batch_max=options.batch_max,
             metrics=self.metrics,
-            writers=options.acct_writers,
+            # SQLite (the first run) has one writer at a time anyway: a second thread would
+            # only wait for its lock
+            writers=options.acct_writers if connection.vendor == "postgresql" else 1,
         )
-        self.auth_log = AuthLogWriter(max_buffer=setting("RADIUS_AUTH_LOG_BUFFER", 50_000), metrics=self.metrics)
+        self.auth_log = AuthLogWriter(max_buffer=setting("RADIUS_AUTH_LOG_BUFFER", 50_000), metrics=self.metrics,
+                                      interval=setting("RADIUS_AUTH_LOG_INTERVAL", 0.05))
         self.stats = StatsFileWriter(self.metrics, state / "stats" / f"worker-{options.index}.json")
         self.server = RadiusServer(
             self.snapshot, self.writer, self.metrics, reject_delay=options.reject_delay,

@@ -3,9 +3,11 @@ the load generator in ``bench/radius``. Not imported by the server."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import struct
+import threading
 
 from . import crypto
 from .packet import AttrKey, encode, encode_attributes, ipv4, key_for, u32
@@ -229,3 +231,32 @@ def build_world(**nas_fields) -> dict:
     customer("dual", simultaneous_use=2)
     customer("forever", expires_at=None)
     return w
+
+
+@contextlib.contextmanager
+def table_locked(table: str, timeout: float = 20.0):
+    """Hold ``LOCK TABLE <table> IN ACCESS EXCLUSIVE MODE`` from another connection (a
+    thread of its own) for the duration of the block: whatever the server writes to that
+    table waits, as when the database is slow or a long transaction holds the table."""
+    from django.db import connection, connections, transaction
+
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {connection.ops.quote_name(table)} IN ACCESS EXCLUSIVE MODE")
+                locked.set()
+                release.wait(timeout)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold, name=f"lock-{table}")
+    holder.start()
+    try:
+        if not locked.wait(5):
+            raise RuntimeError(f"could not lock {table}")
+        yield
+    finally:
+        release.set()
+        holder.join(timeout)

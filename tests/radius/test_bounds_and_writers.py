@@ -4,18 +4,17 @@ connection (COPY), bounded when the database cannot keep up."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 
 from radius import crypto
 from radius.authlog import AuthLogWriter
 from radius.models import AccountingSession, AuthLog
 from radius.packet import decode
 from radius.runner import ThreadedServer
-from radius.testing import PASSWORD, SECRET, UdpClient, access_request, accounting_request
+from radius.testing import PASSWORD, SECRET, UdpClient, access_request, accounting_request, table_locked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -161,22 +160,7 @@ def test_auth_log_blocked_does_not_delay_replies_or_accounting(world, tmp_path):
     with ThreadedServer(reject_delay=0, state_dir=tmp_path, sync=False) as server, \
             UdpClient(server.auth_port) as auth, UdpClient(server.acct_port) as acct:
         server.worker.auth_log.interval = 0.05
-        lock_held, release = threading.Event(), threading.Event()
-
-        def hold_lock():
-            from django.db import connections
-
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    cursor.execute("LOCK TABLE radius_authlog IN ACCESS EXCLUSIVE MODE")
-                lock_held.set()
-                release.wait(10)
-            connections.close_all()
-
-        holder = threading.Thread(target=hold_lock)
-        holder.start()
-        try:
-            assert lock_held.wait(5)
+        with table_locked("radius_authlog"):
             started = time.monotonic()
             for _ in range(20):
                 raw, _ = access_request("alice", SECRET, password=PASSWORD, extra=PPP)
@@ -188,7 +172,4 @@ def test_auth_log_blocked_does_not_delay_replies_or_accounting(world, tmp_path):
             assert AccountingSession.objects.filter(acct_session_id="while-locked").exists()
             time.sleep(0.3)
             assert server.worker.auth_log.written == 0  # its COPY still waits for the lock
-        finally:
-            release.set()
-            holder.join(10)
         assert wait_for(lambda: AuthLog.objects.filter(username="alice").count() == 20)

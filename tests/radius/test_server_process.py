@@ -18,7 +18,16 @@ from django.conf import settings as django_settings
 
 from radius import crypto
 from radius.models import AccountingSession
-from radius.testing import PASSWORD, SECRET, UdpClient, access_request, accounting_request, build_world, status_server
+from radius.testing import (
+    PASSWORD,
+    SECRET,
+    UdpClient,
+    access_request,
+    accounting_request,
+    build_world,
+    status_server,
+    table_locked,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -95,3 +104,63 @@ def test_radiusd_two_workers(tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, proc.stdout.read() if proc.stdout else ""
+
+
+def _start_radiusd(tmp_path, auth_port, acct_port):
+    proc = subprocess.Popen(
+        [sys.executable, str(BASE / "manage.py"), "radiusd", "--bind", "127.0.0.1", "--auth-port", str(auth_port),
+         "--acct-port", str(acct_port), "--workers", "1", "--metrics-port", "0"],  # one process: the worker itself
+        env=env_for(tmp_path), cwd=BASE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        with UdpClient(acct_port, timeout=0.3) as c:
+            if c.ask(status_server(SECRET)) is not None:
+                return proc
+    proc.kill()
+    raise AssertionError("radiusd did not come up")
+
+
+def test_killed_between_receive_and_commit_no_reply_and_the_retransmission_is_stored_once(tmp_path):
+    """The server gets an Interim-Update but cannot commit it (the sessions table is
+    locked) and is killed (SIGKILL) meanwhile: the NAS got no reply and nothing was
+    written. The NAS's retransmission (the same packet) to the restarted server is
+    stored, and usage counted, exactly once, however often it comes."""
+    from radius.models import DailyUsage
+
+    world = build_world()
+    auth_port, acct_port = free_port(), free_port()
+    proc = _start_radiusd(tmp_path, auth_port, acct_port)
+    interim = accounting_request(SECRET, "interim", username="alice", session_id="kill-1", ident=77,
+                                 input_octets=5000, output_octets=7000, session_time=300)
+    try:
+        with UdpClient(acct_port) as nas:
+            start = nas.ask(accounting_request(SECRET, "start", username="alice", session_id="kill-1"))
+            assert start is not None and start[0] == crypto.ACCOUNTING_RESPONSE
+            with table_locked("radius_accountingsession"):
+                assert nas.ask(interim, timeout=1.5) is None, "answered before the record was committed"
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    session = AccountingSession.objects.get(acct_session_id="kill-1")
+    assert (session.input_octets, session.output_octets, session.session_time) == (0, 0, 0)
+    assert not DailyUsage.objects.filter(customer=world["alice"]).exists()
+
+    proc = _start_radiusd(tmp_path, auth_port, acct_port)
+    try:
+        with UdpClient(acct_port) as nas:
+            for _ in range(3):  # the NAS retries: the first is written, the others answered from the cache
+                reply = nas.ask(interim)
+                assert reply is not None and reply[0] == crypto.ACCOUNTING_RESPONSE
+                assert crypto.verify_response_authenticator(reply, interim[4:20], SECRET)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    session.refresh_from_db()
+    assert AccountingSession.objects.filter(acct_session_id="kill-1").count() == 1
+    assert (session.input_octets, session.output_octets, session.session_time) == (5000, 7000, 300)
+    usage = DailyUsage.objects.get(customer=world["alice"])
+    assert (usage.input_octets, usage.output_octets, usage.session_time) == (5000, 7000, 300)
