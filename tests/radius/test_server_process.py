@@ -164,3 +164,60 @@ def test_killed_between_receive_and_commit_no_reply_and_the_retransmission_is_st
     assert (session.input_octets, session.output_octets, session.session_time) == (5000, 7000, 300)
     usage = DailyUsage.objects.get(customer=world["alice"])
     assert (usage.input_octets, usage.output_octets, usage.session_time) == (5000, 7000, 300)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
+    """SIGKILL to the supervising radiusd (no chance to stop its workers): the workers
+    get SIGTERM from the kernel and exit instead of serving on as orphans."""
+    build_world()
+    auth_port, acct_port, metrics_port = free_port(), free_port(), free_port(socket.SOCK_STREAM)
+    proc = subprocess.Popen(
+        [sys.executable, str(BASE / "manage.py"), "radiusd", "--bind", "127.0.0.1", "--auth-port", str(auth_port),
+         "--acct-port", str(acct_port), "--workers", "2", "--metrics-port", str(metrics_port)],
+        env=env_for(tmp_path), cwd=BASE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            with UdpClient(auth_port, timeout=0.3) as c:
+                if c.ask(status_server(SECRET)) is not None:
+                    break
+        workers = [pid for pid in _children(proc.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), "a worker survived its supervisor"
+        with UdpClient(auth_port, timeout=0.5) as c:
+            assert c.ask(status_server(SECRET)) is None  # nobody answers on the port any more
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
