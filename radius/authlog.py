@@ -79,6 +79,9 @@ class _Stamp:
         return f"{self.prefix}.{int((ts - second) * 1_000_000):06d}+00"
 
 
+_COPY_SQL = f"COPY radius_authlog ({', '.join(COLUMNS)}) FROM STDIN"
+
+
 def _null(value) -> str:
     return "\\N" if value is None else str(value)
 
@@ -167,10 +170,12 @@ class AuthLogWriter:
         started = time.perf_counter()
         try:
             if self.copy:
-                with transaction.atomic(), connection.cursor() as cursor, cursor.copy(
-                    f"COPY radius_authlog ({', '.join(COLUMNS)}) FROM STDIN"
-                ) as copy:
-                    copy.write("".join(batch))
+                # one COPY in autocommit mode is a transaction of its own: no BEGIN and
+                # COMMIT round trips, each of which would wake this thread and take the
+                # interpreter lock from the event loop once more
+                connection.ensure_connection()
+                with psycopg.Cursor(connection.connection) as cursor, cursor.copy(_COPY_SQL) as copy:
+                    copy.write("".join(batch).encode())
             else:  # the first-run SQLite database (make run without DATABASE_URL) has no COPY
                 with transaction.atomic(), connection.cursor() as cursor:
                     cursor.executemany(
