@@ -32,7 +32,6 @@ import os
 import queue
 import threading
 import time
-import zoneinfo
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, tzinfo
@@ -178,11 +177,8 @@ def tenant_zone(tenant_id: int) -> tzinfo:
         return cached[1]
     from ispcore.accounts.models import Tenant
 
-    name = Tenant.objects.filter(pk=tenant_id).values_list("timezone", flat=True).first()
-    try:
-        zone: tzinfo = zoneinfo.ZoneInfo(name) if name else timezone.get_default_timezone()
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        zone = timezone.get_default_timezone()
+    tenant = Tenant.objects.only("timezone").filter(pk=tenant_id).first()
+    zone = tenant.tzinfo if tenant is not None else timezone.get_default_timezone()
     _ZONES[tenant_id] = (now + _ZONE_TTL, zone)
     return zone
 
@@ -503,7 +499,7 @@ class AccountingWriter:
         """Queue a record; ``callback(ok)`` runs after its batch is committed (or
         spooled), on ``loop``'s thread when a loop is given (one wake-up per batch)."""
         queues = self._queues
-        if len(queues) == 1 or not record.unique_id:
+        if len(queues) == 1 or record.status in (ON, OFF) or not record.unique_id:
             index = 0
         else:
             index = int(record.unique_id[-4:], 16) % len(queues)
@@ -546,8 +542,7 @@ class AccountingWriter:
             except queue.Empty:
                 first = None
                 if self.spool_path.exists():
-                    with self._spool_lock:
-                        self._replay_spool()
+                    self._replay_spool()
                 if self._stopping.is_set():
                     return
                 continue
@@ -580,8 +575,7 @@ class AccountingWriter:
         except (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
             logger.warning("accounting database unavailable (%s); spooling %d records", exc, len(records))
             self._db_down()
-            with self._spool_lock:
-                self._spool(records)
+            self._spool(records)
             self._finish(batch, True)
             return
         except (DatabaseError, psycopg.Error):
@@ -601,21 +595,21 @@ class AccountingWriter:
 
     @staticmethod
     def _write_records(records: list[AcctRecord], attempts: int = 3) -> Touched:
-        """One transaction; a deadlock with another writer (possible when two batches
-        create the same new session in a different order) is retried."""
-        for attempt in range(attempts):
+        """One transaction. A deadlock is retried: the writers of this process never share
+        a session and lock daily-usage rows in order, but another radiusd worker or host
+        on the same database, or an Accounting-On closing a NAS's sessions, may not."""
+        for attempt in range(1, attempts + 1):
             try:
                 if connection.vendor == "postgresql" and not any(r.status in (ON, OFF) for r in records):
                     return write_batch_pipelined(records)
                 with transaction.atomic():
                     return apply_batch(records)
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-                if attempt == attempts - 1:
+            except (psycopg.OperationalError, OperationalError) as exc:
+                cause = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+                retry = isinstance(cause, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure))
+                if not retry or attempt == attempts:
                     raise
-            except OperationalError as exc:
-                if not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected) or attempt == attempts - 1:
-                    raise
-            logger.info("accounting batch hit a deadlock; retrying it")
+                logger.info("accounting batch hit a deadlock; retrying it")
         raise AssertionError("unreachable")
 
     def _write_one_by_one(self, records: list[AcctRecord]) -> Touched:
@@ -627,25 +621,23 @@ class AccountingWriter:
                     touched |= apply_batch([record])
             except (OperationalError, InterfaceError):
                 self._db_down()
-                with self._spool_lock:
-                    self._spool([record])
+                self._spool([record])
             except DatabaseError:
                 logger.exception("accounting record refused by the database: %r", record)
                 refused.append(record)
         if refused:
-            with self._spool_lock:
-                self._spool(refused, path=self.spool_path.with_suffix(".refused.jsonl"))
+            self._spool(refused, path=self.spool_path.with_suffix(".refused.jsonl"))
             if self.metrics is not None:
                 self.metrics.inc("acct_refused", len(refused))
         return touched
 
-    def _after_commit(self, touched: set[int]) -> None:
+    def _after_commit(self, touched: Touched) -> None:
         """Before the replies go out: the snapshot learns the open-session counts of the
         customers whose sessions opened or closed (read now, after the commit) and which
         customers' usage moved."""
         if not touched or self.on_commit is None:
             return
-        sessions = getattr(touched, "sessions", touched)
+        sessions = touched.sessions
         try:
             with self._counts_lock:
                 counts = open_session_counts(sorted(sessions)) if sessions else {}
@@ -676,7 +668,10 @@ class AccountingWriter:
     def _spool(self, records: list[AcctRecord], path: Path | None = None) -> None:
         if not records:
             return
-        path = path or self.spool_path
+        with self._spool_lock:
+            self._append(records, path or self.spool_path)
+
+    def _append(self, records: list[AcctRecord], path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as f:
             for record in records:
@@ -687,8 +682,11 @@ class AccountingWriter:
             self.metrics.inc("acct_spooled", len(records))
 
     def _replay_spool(self) -> bool:
-        """Replay the spool in order; True when it is empty afterwards (call with
-        ``_spool_lock`` held).
+        with self._spool_lock:
+            return self._replay()
+
+    def _replay(self) -> bool:
+        """Replay the spool in order; True when it is empty afterwards.
 
         After a failure the next attempt waits a second, so a long outage under
         load does not re-read the growing spool for every batch."""

@@ -119,7 +119,7 @@ class Worker:
                 time.sleep(2)
         if self.snapshot.freeze_gc:
             # start serving with no garbage and everything loaded so far (Django,
-            # the snapshot) outside the collector's reach (see Snapshot._loaded)
+            # the snapshot) outside the collector's reach (see Snapshot._loading)
             gc.collect()
             gc.freeze()
         self.writer.start()

@@ -284,9 +284,6 @@ class Snapshot:
         #: processes; not in tests, where it would keep every test's garbage).
         self.freeze_gc = False
 
-    def _loaded(self) -> None:
-        self.generation += 1
-
     @contextlib.contextmanager
     def _loading(self):
         """One load or reload at a time. With ``freeze_gc`` (radiusd processes), the
@@ -334,7 +331,7 @@ class Snapshot:
             self.customers = customers
             self.by_id = by_id
             self.loaded_at = time.monotonic()
-            self._loaded()
+            self.generation += 1
         logger.info("RADIUS snapshot loaded: %d NAS, %d customers", len(nases), len(by_id))
 
     def reload_tenant(self, tenant_id: int) -> None:
@@ -350,7 +347,7 @@ class Snapshot:
             by_id = {k: v for k, v in self.by_id.items() if v.tenant_id != tenant_id}
             by_id.update(loaded_by_id)
             self.nases, self.customers, self.by_id = nases, customers, by_id
-            self._loaded()
+            self.generation += 1
 
     def reload_customers(self, customer_ids: list[int]) -> None:
         with self._loading():
@@ -364,7 +361,7 @@ class Snapshot:
             customers.update(loaded)
             by_id.update(loaded_by_id)
             self.customers, self.by_id = customers, by_id
-            self._loaded()
+            self.generation += 1
 
     def reload_nases(self, tenant_id: int) -> None:
         """Reload one tenant's NASes only (a NAS was added, changed or removed)."""
@@ -375,7 +372,7 @@ class Snapshot:
             for nas in Nas.objects.filter(tenant_id=tenant_id, is_active=True, tenant__is_active=True):
                 nases[nas.ip_address] = self._nas_entry(nas)
             self.nases = nases
-            self._loaded()
+            self.generation += 1
 
     def reload_packages(self, package_ids: list[int]) -> None:
         """Re-derive the package fields of every customer on these packages,
@@ -398,7 +395,7 @@ class Snapshot:
             if quota:  # the quota period may have changed with the package
                 self._apply_usage(quota)
             self.customers, self.by_id = customers, by_id
-            self._loaded()
+            self.generation += 1
 
     def refresh_usage(self, customer_ids: list[int], open_counts: dict[int, int] | None = None) -> list[int]:
         """Reload open-session counts and quota usage of some customers (2 queries).

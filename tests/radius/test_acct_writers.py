@@ -80,6 +80,11 @@ def test_records_of_one_session_always_go_to_the_same_writer(tmp_path):
     assert all(len(queues) == 1 for queues in seen.values())
     # and the sessions spread over every writer
     assert {next(iter(q)) for q in seen.values()} == {0, 1, 2, 3}
+    # Accounting-On/Off (a whole NAS) always go to the first writer
+    for n in range(20):
+        uid = session_unique_id(1, "", f"nas-reboot-{n}")
+        writer.submit(AcctRecord(status="on", tenant_id=1, nas_id=1, event_ts=0.0, unique_id=uid), lambda ok: None)
+    assert [item[0].status for item in _drain(writer._queues[0])].count("on") == 20
 
 
 def _drain(q):
