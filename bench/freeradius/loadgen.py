@@ -24,8 +24,8 @@ compiled on demand into bench/.build/blast (cc + libssl-dev), sends them with
 the same window, slots, timeouts, retransmissions and --rate schedule as the
 Python loop and prints the same statistics (plus "engine": "c"). It keeps the
 generator's own CPU and scheduling jitter out of the latencies: at a fixed
---rate each request leaves at its due time (sub-millisecond sleeps, then a
-short spin) instead of in 1 ms bursts, and replies are timed by the kernel's
+--rate it wakes once per 100 us and sends what is due (latency still counted
+from each request's due time) instead of in 1 ms bursts, and replies are timed by the kernel's
 receive timestamp rather than when the loop gets to read them. --engine python
 runs the loop below in this process (its results say "engine": "python");
 without a compiler or the OpenSSL headers the C engine falls back to it with a
