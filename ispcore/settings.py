@@ -220,6 +220,9 @@ LOGGING = {
 # operator tunes. The reject delay slows password guessing (FreeRADIUS does the same).
 RADIUS_REJECT_DELAY = env_int("RADIUS_REJECT_DELAY_MS", 1000, minimum=0, maximum=10000) / 1000
 RADIUS_WORKERS = env_int("RADIUS_WORKERS", os.cpu_count() or 1, minimum=1, maximum=64)
+# radiusd on PostgreSQL writes the authentication log from a copier process of its own
+# (radius/authlog_copier.py); false: from a thread of each worker, as tests and SQLite do.
+RADIUS_AUTH_LOG_PROCESS = env_bool("RADIUS_AUTH_LOG_PROCESS", True)
 # Router sync runs older than this many days are deleted (each router's latest is kept).
 MIKROTIK_SYNC_RUN_DAYS = env_int("MIKROTIK_SYNC_RUN_DAYS", 30, minimum=1, maximum=3650)
 # Seconds after an ACKed Disconnect-Request to check the session really ended; a survivor is

@@ -21,7 +21,8 @@ from django.conf import settings
 from django.db import connection, connections
 
 from .accounting import AccountingWriter
-from .authlog import AuthLogWriter
+from .authlog import AuthLogWriter, PipedAuthLogWriter, conninfo_from_django
+from .authlog_copier import find_libpq
 from .metrics import Metrics, StatsFileWriter, serve_metrics, watch_gc
 from .server import RadiusServer
 from .snapshot import Snapshot, publish_usage
@@ -50,6 +51,8 @@ class WorkerOptions:
     auth_log: str = "all"
     batch_max: int = 1000
     acct_writers: int = 2
+    #: write the auth log from a copier process (radiusd on PostgreSQL) instead of a thread
+    auth_log_process: bool = False
     state_dir: Path = field(default_factory=var_dir)
     reuse_port: bool = True
 
@@ -86,8 +89,14 @@ class Worker:
             # only wait for its lock
             writers=options.acct_writers if connection.vendor == "postgresql" else 1,
         )
-        self.auth_log = AuthLogWriter(max_buffer=setting("RADIUS_AUTH_LOG_BUFFER", 50_000), metrics=self.metrics,
-                                      interval=setting("RADIUS_AUTH_LOG_INTERVAL", 0.05))
+        log_options = {"max_buffer": setting("RADIUS_AUTH_LOG_BUFFER", 50_000), "metrics": self.metrics,
+                       "interval": setting("RADIUS_AUTH_LOG_INTERVAL", 0.05)}
+        piped = options.auth_log_process and options.auth_log != "none" and connection.vendor == "postgresql"
+        if piped and find_libpq() is None:
+            logger.warning("no libpq for the auth-log copier process: writing the auth log from a thread")
+            piped = False
+        self.auth_log = (PipedAuthLogWriter(conninfo=conninfo_from_django(), **log_options) if piped
+                         else AuthLogWriter(**log_options))
         self.stats = StatsFileWriter(self.metrics, state / "stats" / f"worker-{options.index}.json")
         self.server = RadiusServer(
             self.snapshot, self.writer, self.metrics, reject_delay=options.reject_delay,

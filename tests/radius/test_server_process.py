@@ -17,7 +17,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from radius import crypto
-from radius.models import AccountingSession
+from radius.models import AccountingSession, AuthLog
 from radius.testing import (
     PASSWORD,
     SECRET,
@@ -64,6 +64,7 @@ def test_radiusd_two_workers(tmp_path):
          "--acct-port", str(acct_port), "--workers", "2", "--metrics-port", str(metrics_port)],
         env=env, cwd=BASE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    copiers: list[int] = []
     try:
         deadline = time.monotonic() + 40
         up = False
@@ -96,6 +97,10 @@ def test_radiusd_two_workers(tmp_path):
         assert "radius_accepts_total 20" in text
         assert 'radius_auth_latency_seconds_bucket{le="+Inf"} 20' in text
         assert "radius_workers 2" in text
+        # on PostgreSQL each worker writes its auth log through a copier process of its own
+        workers = [pid for pid in _children(proc.pid) if "spawn_main" in _cmdline(pid)]
+        copiers = _copiers(workers)
+        assert len(workers) == 2 and len(copiers) == 2
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -104,6 +109,9 @@ def test_radiusd_two_workers(tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, proc.stdout.read() if proc.stdout else ""
+    # every decision was logged, and stopping left no copier behind
+    assert AuthLog.objects.filter(username="alice", accepted=True).count() == 20
+    assert not any(_alive(pid) for pid in copiers)
 
 
 def _start_radiusd(tmp_path, auth_port, acct_port):
@@ -179,6 +187,17 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:
+        return ""
+
+
+def _copiers(workers: list[int]) -> list[int]:
+    return [pid for worker in workers for pid in _children(worker) if "authlog_copier" in _cmdline(pid)]
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -205,14 +224,19 @@ def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
             with UdpClient(auth_port, timeout=0.3) as c:
                 if c.ask(status_server(SECRET)) is not None:
                     break
-        workers = [pid for pid in _children(proc.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+        workers = [pid for pid in _children(proc.pid) if "spawn_main" in _cmdline(pid)]
         assert len(workers) == 2
+        deadline = time.monotonic() + 20  # the second worker may still be loading its snapshot
+        while len(copiers := _copiers(workers)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(copiers) == 2
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers + copiers):
             time.sleep(0.2)
         assert not any(_alive(pid) for pid in workers), "a worker survived its supervisor"
+        assert not any(_alive(pid) for pid in copiers), "an auth-log copier survived its worker"
         with UdpClient(auth_port, timeout=0.5) as c:
             assert c.ask(status_server(SECRET)) is None  # nobody answers on the port any more
     finally:

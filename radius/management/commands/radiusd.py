@@ -23,7 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", dest="as_json", help="with --stats: JSON instead of Prometheus text")
 
     def handle(self, *args, bind, auth_port, acct_port, workers, metrics_port, stats, as_json: bool, **options):
-        opts = WorkerOptions.from_settings(host=bind, auth_port=auth_port, acct_port=acct_port)
+        # radiusd's workers write the auth log from a copier process (see radius.authlog)
+        opts = WorkerOptions.from_settings(host=bind, auth_port=auth_port, acct_port=acct_port,
+                                           auth_log_process=setting("RADIUS_AUTH_LOG_PROCESS", True))
         if stats:
             data = collect(opts.state_dir / "stats")
             if as_json:
