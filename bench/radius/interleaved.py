@@ -37,6 +37,10 @@ SERVERS = {
     "fr-postauth": {"auth": "127.0.0.1:18320", "acct": "127.0.0.1:18330", "fr_dir": "/tmp/fr-bench-pa"},
     "fr": {"auth": "127.0.0.1:18220", "acct": "127.0.0.1:18230", "fr_dir": "/tmp/fr-bench"},
     "ours": {"auth": "127.0.0.1:18120", "acct": "127.0.0.1:18130"},
+    # A/B only (--servers ours,ours-thread): the auth log written by a thread of the worker
+    # (RADIUS_AUTH_LOG_PROCESS=false) instead of radiusd's default copier process
+    "ours-thread": {"auth": "127.0.0.1:18140", "acct": "127.0.0.1:18150",
+                    "env": {"RADIUS_AUTH_LOG_PROCESS": "false"}},
 }
 
 
@@ -44,15 +48,42 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (radiusd's auth-log copier is a child of the worker)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(parents.get(current, []))
+    return tree
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of the server's processes (radiusd's includes its auth-log copier's)."""
+    total = 0
+    for member in process_tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kb(pid: int) -> tuple[int, int]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    get = lambda key: int(next(line.split()[1] for line in status.splitlines() if line.startswith(key)))  # noqa: E731
-    return get("VmRSS:"), get("VmHWM:")
+    """Resident memory of the server in total: the sum over its processes of VmRSS, and
+    of VmHWM (each process's own peak: the sum is an upper bound of the total's peak)."""
+    rss = hwm = 0
+    for member in process_tree(pid):
+        status = Path(f"/proc/{member}/status").read_text()
+        get = lambda key: int(next(line.split()[1] for line in status.splitlines() if line.startswith(key)))  # noqa: E731,B023
+        rss, hwm = rss + get("VmRSS:"), hwm + get("VmHWM:")
+    return rss, hwm
 
 
 def psql(db: str, sql: str) -> None:
@@ -88,34 +119,45 @@ def ports_in_use(ports: list[int]) -> list[int]:
     return [p for p in ports if f":{p} " in out]
 
 
-def start_servers(log_dir: Path) -> dict[str, int]:
-    busy = ports_in_use([18120, 18130, 18220, 18230, 18320, 18330])
+def port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+def start_servers(log_dir: Path, names: list[str]) -> dict[str, int]:
+    busy = ports_in_use([port(SERVERS[name][kind]) for name in names for kind in ("auth", "acct")])
     if busy:
         raise SystemExit(f"UDP ports already in use (a server left running?): {busy}")
     pids = {}
-    for name in ("fr-postauth", "fr"):
-        fr_dir = SERVERS[name]["fr_dir"]
-        subprocess.run([str(ROOT / "bench/freeradius/start.sh")], env={**os.environ, "FR_DIR": fr_dir}, check=True)
-        pids[name] = int(Path(fr_dir, "run/radiusd.pid").read_text())
-    log = (log_dir / "interleaved-ours-server.log").open("w")
-    proc = subprocess.Popen(
-        ["taskset", "-c", "0", PY, "manage.py", "radiusd", "--bind", "127.0.0.1", "--auth-port", "18120",
-         "--acct-port", "18130", "--workers", "1", "--metrics-port", "0"],
-        cwd=ROOT, env=ours_env(), stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while "listening on" not in (log_dir / "interleaved-ours-server.log").read_text():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("our radiusd did not start")
-        time.sleep(0.5)
-    pids["ours"] = proc.pid
+    for name in names:
+        if "fr_dir" in SERVERS[name]:
+            fr_dir = SERVERS[name]["fr_dir"]
+            subprocess.run([str(ROOT / "bench/freeradius/start.sh")], env={**os.environ, "FR_DIR": fr_dir},
+                           check=True)
+            pids[name] = int(Path(fr_dir, "run/radiusd.pid").read_text())
+            continue
+        log_path = log_dir / f"interleaved-{name}-server.log"
+        proc = subprocess.Popen(
+            ["taskset", "-c", "0", PY, "manage.py", "radiusd", "--bind", "127.0.0.1",
+             "--auth-port", str(port(SERVERS[name]["auth"])), "--acct-port", str(port(SERVERS[name]["acct"])),
+             "--workers", "1", "--metrics-port", "0"],
+            cwd=ROOT, env={**ours_env(), **SERVERS[name].get("env", {})}, stdout=log_path.open("w"),
+            stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while "listening on" not in log_path.read_text():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"{name}: radiusd did not start")
+            time.sleep(0.5)
+        pids[name] = proc.pid
     return pids
 
 
 def stop_servers(pids: dict[str, int]) -> None:
-    for name in ("fr-postauth", "fr"):
-        subprocess.run([str(ROOT / "bench/freeradius/stop.sh")], env={**os.environ, "FR_DIR": SERVERS[name]["fr_dir"]})
-    if "ours" in pids:
-        os.kill(pids["ours"], signal.SIGTERM)
+    for name, pid in pids.items():
+        if "fr_dir" in SERVERS[name]:
+            subprocess.run([str(ROOT / "bench/freeradius/stop.sh")],
+                           env={**os.environ, "FR_DIR": SERVERS[name]["fr_dir"]})
+        else:
+            os.kill(pid, signal.SIGTERM)
 
 
 def loadgen(args: list[str]) -> list[dict]:
@@ -131,12 +173,13 @@ def main() -> None:
     p.add_argument("--out", default="/tmp/interleaved.jsonl")
     p.add_argument("--servers", default="fr-postauth,fr,ours")
     p.add_argument("--no-storm", action="store_true")
+    p.add_argument("--no-acct", action="store_true", help="skip the accounting steps")
     args = p.parse_args()
     names = args.servers.split(",")
     out_path = Path(args.out)
     out = out_path.open("w")
     reset_databases()
-    pids = start_servers(out_path.parent)
+    pids = start_servers(out_path.parent, names)
     results: list[dict] = []
 
     def step(server: str, name: str, rnd: int, lg_args: list[str]) -> list[dict]:
@@ -178,14 +221,15 @@ def main() -> None:
                 step(name, "storm-100k", 1, ["--target", SERVERS[name]["auth"], "--kind", "pap", "--storm",
                                              "--users", "100000", "--window", "1024", "--timeout", "3",
                                              "--retries", "2"])
-        for rnd in range(1, args.rounds + 1):
+        for rnd in range(1, (0 if args.no_acct else args.rounds) + 1):
             for name in names:
                 step(name, "acct-interim", rnd, ["--target", SERVERS[name]["acct"], "--kind", "acct", "--sessions",
                                                  "20000", "--count", "200000", "--duration", dur, "--window", "512",
                                                  "--offset", str(rnd * 20000)])
         for name in names:
             rss, hwm = rss_kb(pids[name])
-            row = {"server": name, "step": "rss", "VmRSS_kB": rss, "VmHWM_kB": hwm}
+            row = {"server": name, "step": "rss", "VmRSS_kB": rss, "VmHWM_kB": hwm,
+                   "processes": len(process_tree(pids[name]))}
             out.write(json.dumps(row) + "\n")
             print(row)
             results.append(row)
