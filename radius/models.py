@@ -94,7 +94,13 @@ class DailyUsage(models.Model):
 
 class AuthLog(models.Model):
     """One authentication decision with its reason. Bounded: the oldest rows are
-    trimmed by :func:`radius.services.trim_auth_log`."""
+    trimmed by :func:`radius.services.trim_auth_log`.
+
+    Written at the rate of Access-Requests (tens of thousands a second in a reconnect
+    storm), so it carries only the indexes its readers need: the primary key (rows are
+    written in time order, so ``-id`` is newest first, and trimming goes by id) and
+    (tenant, username, time) for one customer's attempts. A separate ``created_at``
+    index cost PostgreSQL a fifth to a third of the COPY's time and served no query."""
 
     tenant_id = models.BigIntegerField(null=True)  # led by the (tenant_id, username, created_at) index
     nas_ip_address = models.GenericIPAddressField(null=True)
@@ -104,10 +110,10 @@ class AuthLog(models.Model):
     reason = models.CharField(max_length=32)
     method = models.CharField(max_length=16, blank=True, default="")
     calling_station_id = models.CharField(max_length=64, blank=True, default="")
-    created_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField()
 
     class Meta:
-        ordering = ["-created_at", "-id"]
+        ordering = ["-id"]
         indexes = [models.Index(fields=["tenant_id", "username", "created_at"])]
 
     def __str__(self) -> str:
