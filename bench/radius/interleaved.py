@@ -186,14 +186,17 @@ def main() -> None:
         la, cpu0 = loadavg(), cpu_seconds(pids[server])
         rows = loadgen(lg_args)
         cpu = cpu_seconds(pids[server]) - cpu0
+        rss, hwm = rss_kb(pids[server])  # after every step: where memory grows
         answered = sum(r["answered"] for r in rows) or 1
         for r in rows:
             r.update(server=server, step=name if r["label"] != "acct-start" else "acct-start", round=rnd,
-                     loadavg=la, server_cpu_us=round(cpu * 1e6 / answered, 1), time=time.strftime("%H:%M:%S"))
+                     loadavg=la, server_cpu_us=round(cpu * 1e6 / answered, 1), time=time.strftime("%H:%M:%S"),
+                     rss_kB=rss, hwm_kB=hwm)
             out.write(json.dumps(r) + "\n")
             out.flush()
             print(f"{server:12} {r['step']:14} round {rnd} {r['answered_per_s']:>9.0f}/s p99 {r['p99_ms']:>8} ms "
-                  f"lost {r['lost']} codes {r['codes']} load {la}", flush=True)
+                  f"sched p99 {r.get('sched_p99_ms', '-')} ms lost {r['lost']} codes {r['codes']} load {la} "
+                  f"rss {rss // 1024} MB (peak {hwm // 1024})", flush=True)
         results.extend(rows)
         return rows
 
