@@ -400,7 +400,7 @@ def mschapv2_verify_prepared(
     DES blocks per login."""
     if len(authenticator_challenge) != 16 or len(ms_chap2_response) != MS_CHAP2_RESPONSE_LENGTH:
         return False
-    challenge = challenge_hash(ms_chap2_response[2:18], authenticator_challenge, username)
+    challenge = _login_challenge(ms_chap2_response, authenticator_challenge, username)
     encrypt = des_ecb_encrypt
     mine = (encrypt(prepared[32:40], challenge) + encrypt(prepared[40:48], challenge)
             + encrypt(prepared[48:56], challenge))
@@ -415,15 +415,16 @@ def mschapv2_accept_prepared(
     Access-Accept after :func:`mschapv2_verify_prepared` succeeded: the same values as
     :func:`mschapv2_success_hash` and :func:`mppe_key_attributes_hash`, with the
     password's hash-hash computed once per user instead of twice per login."""
-    ident = ms_chap2_response[0]
+    # hashlib called directly, no helper per hash: this runs once per MS-CHAPv2 login
+    sha1 = hashlib.sha1
     nt_response = ms_chap2_response[26:50]
     hash_hash = prepared[16:32]
-    challenge = challenge_hash(ms_chap2_response[2:18], authenticator_challenge, username)
-    digest = _sha1(_sha1(hash_hash, nt_response, _AUTH_MAGIC1), challenge, _AUTH_MAGIC2)
-    success = bytes((ident,)) + b"S=" + digest.hex().upper().encode("ascii")
-    master = _sha1(hash_hash, nt_response, _MASTER_MAGIC)[:16]
-    send_key = _sha1(master, _SHS_PAD1, _KEY_MAGIC3, _SHS_PAD2)[:16]
-    recv_key = _sha1(master, _SHS_PAD1, _KEY_MAGIC2, _SHS_PAD2)[:16]
+    challenge = _login_challenge(ms_chap2_response, authenticator_challenge, username)
+    digest = sha1(sha1(hash_hash + nt_response + _AUTH_MAGIC1).digest() + challenge + _AUTH_MAGIC2).digest()
+    success = bytes((ms_chap2_response[0],)) + b"S=" + digest.hex().upper().encode("ascii")
+    master = sha1(hash_hash + nt_response + _MASTER_MAGIC).digest()[:16]
+    send_key = sha1(master + _SEND_KEY_TAIL).digest()[:16]
+    recv_key = sha1(master + _RECV_KEY_TAIL).digest()[:16]
     # two distinct salts with the high bit set from one read of the system's random source
     random4 = bytearray(secrets.token_bytes(4))
     random4[0] |= 0x80
@@ -432,9 +433,35 @@ def mschapv2_accept_prepared(
         random4[3] ^= 1
     return (
         success,
-        mppe_encrypt_key(send_key, secret, request_authenticator, bytes(random4[0:2])),
-        mppe_encrypt_key(recv_key, secret, request_authenticator, bytes(random4[2:4])),
+        _mppe_encrypt_key16(send_key, secret, request_authenticator, bytes(random4[0:2])),
+        _mppe_encrypt_key16(recv_key, secret, request_authenticator, bytes(random4[2:4])),
     )
+
+
+#: (ChallengeHash's input, its value) of the last MS-CHAPv2 login: the check and the
+#: Success/MPPE values of one login need the same challenge (one SHA-1 saved per login;
+#: a replaced pair between threads only costs a recomputation).
+_last_challenge: tuple[bytes, bytes] = (b"", b"")
+
+
+def _login_challenge(ms_chap2_response: bytes, authenticator_challenge: bytes, username: bytes) -> bytes:
+    global _last_challenge
+    key = ms_chap2_response[2:18] + authenticator_challenge + username
+    last_key, value = _last_challenge
+    if key != last_key:
+        value = challenge_hash(ms_chap2_response[2:18], authenticator_challenge, username)
+        _last_challenge = (key, value)
+    return value
+
+
+def _mppe_encrypt_key16(key: bytes, secret: bytes, request_authenticator: bytes, salt: bytes) -> bytes:
+    """:func:`mppe_encrypt_key` for a 16-octet key (two blocks), the arguments already checked."""
+    md5 = hashlib.md5
+    b1 = md5(secret + request_authenticator + salt).digest()
+    c1 = (int.from_bytes(b1) ^ (16 << 120 | int.from_bytes(key[:15]))).to_bytes(16)
+    b2 = md5(secret + c1).digest()
+    c2 = (int.from_bytes(b2) ^ (key[15] << 120)).to_bytes(16)
+    return salt + c1 + c2
 
 
 def parse_ms_chap2_response(ms_chap2_response: bytes) -> tuple[int, int, bytes, bytes]:
@@ -574,6 +601,8 @@ _KEY_MAGIC2 = b"On the client side, this is the send key; on the server side, it
 _KEY_MAGIC3 = b"On the client side, this is the receive key; on the server side, it is the send key."
 _SHS_PAD1 = bytes(40)
 _SHS_PAD2 = b"\xf2" * 40
+_SEND_KEY_TAIL = _SHS_PAD1 + _KEY_MAGIC3 + _SHS_PAD2
+_RECV_KEY_TAIL = _SHS_PAD1 + _KEY_MAGIC2 + _SHS_PAD2
 
 
 def mppe_master_key(password_hash_hash: bytes, nt_response: bytes) -> bytes:

@@ -56,3 +56,24 @@ def test_the_entry_caches_its_hash_and_a_new_entry_recomputes_it():
     assert copied.mschap is first.mschap
     changed = entry("n3w")  # a password change reloads the customer into a new entry
     assert changed.nt_hash == crypto.nt_password_hash("n3w")
+
+
+def test_the_fast_mppe_encryption_equals_rfc_2548_for_16_octet_keys():
+    for n in range(50):
+        key, secret = bytes((n * 7 + i) % 256 for i in range(16)), f"secret-{n}".encode()
+        authenticator, salt = bytes((n + 3 * i) % 256 for i in range(16)), bytes((0x80 | n, n))
+        assert crypto._mppe_encrypt_key16(key, secret, authenticator, salt) == crypto.mppe_encrypt_key(
+            key, secret, authenticator, salt)
+
+
+def test_the_remembered_challenge_is_never_another_logins():
+    """The check and the Success of one login share a computed challenge; a second login
+    (another user or challenge) in between must get its own."""
+    prepared = crypto.mschapv2_prepare(crypto.nt_password_hash("pw"))
+    challenge = bytes(range(16))
+    first = crypto.mschapv2_build_response(b"alice", "pw", challenge, ident=1)
+    second = crypto.mschapv2_build_response(b"bob", "pw", challenge, ident=2)
+    assert crypto.mschapv2_verify_prepared(b"alice", prepared, challenge, first)
+    assert crypto.mschapv2_verify_prepared(b"bob", prepared, challenge, second)
+    success, _, _ = crypto.mschapv2_accept_prepared(b"alice", prepared, challenge, first, b"s", bytes(16))
+    assert success == crypto.mschapv2_success(b"alice", "pw", challenge, first)
