@@ -8,6 +8,7 @@ import secrets
 import socket
 import struct
 import threading
+import time
 
 from . import crypto
 from .packet import AttrKey, encode, encode_attributes, ipv4, key_for, u32
@@ -260,3 +261,13 @@ def table_locked(table: str, timeout: float = 20.0):
     finally:
         release.set()
         holder.join(timeout)
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` every 50 ms until it is true or ``timeout`` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()

@@ -23,21 +23,12 @@ from radius.metrics import Metrics
 from radius.models import AuthLog
 from radius.packet import decode
 from radius.runner import ThreadedServer
-from radius.testing import PASSWORD, SECRET, UdpClient, access_request, table_locked
+from radius.testing import PASSWORD, SECRET, UdpClient, access_request, table_locked, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PPP = [("Service-Type", 2), ("Framed-Protocol", 1)]
 BASE = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def row(name: str, ts: float | None = None, accepted: bool = True, calling: str = "") -> tuple:

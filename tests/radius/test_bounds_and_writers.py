@@ -14,20 +14,11 @@ from radius.authlog import AuthLogWriter
 from radius.models import AccountingSession, AuthLog
 from radius.packet import decode
 from radius.runner import ThreadedServer
-from radius.testing import PASSWORD, SECRET, UdpClient, access_request, accounting_request, table_locked
+from radius.testing import PASSWORD, SECRET, UdpClient, access_request, accounting_request, table_locked, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PPP = [("Service-Type", 2), ("Framed-Protocol", 1)]
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 # -- duplicate cache -------------------------------------------------------
